@@ -1,0 +1,22 @@
+// Bundles src/main.ts into one file, dist/ztedge.cjs, with esbuild.
+// Native addons are not bundled: lmdb (controller store) is loaded from
+// node_modules beside the bundle, and only by the controller.
+import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
+
+const started = Date.now();
+await build({
+  entryPoints: ['src/main.ts'],
+  outfile: 'dist/ztedge.cjs',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: 'linked',
+  legalComments: 'linked',
+  banner: { js: '#!/usr/bin/env node' },
+  external: ['lmdb', 'msgpackr-extract'],
+  logLevel: 'warning',
+});
+chmodSync('dist/ztedge.cjs', 0o755);
+console.log(`built dist/ztedge.cjs in ${Date.now() - started} ms`);

@@ -1,0 +1,223 @@
+/**
+ * `ztedge edge …`: the management CLI, with the verbs of `ziti edge …`
+ * (login, create, list, delete) over the management REST API.
+ */
+import { promises as fs } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
+import qrcode from 'qrcode-terminal';
+import { EdgeError } from '../../errors.js';
+import { out, parse, str, type Command } from '../command.js';
+import { clearState, describeBundle, fetchCaBundleUnverified, login, ManagementClient, normalizeUrl, statePath } from './client.js';
+
+const HELP = `Usage: ztedge edge <verb> <noun> [args] [options]
+
+Manage the overlay through the controller's management API.
+
+  login [URL] -u USER (-p PASS | --password-file F)   log in with a password (URL default https://127.0.0.1:1280)
+  login [URL] --file IDENTITY.json                    log in with an enrolled admin identity's certificate
+        --ca FILE   trust this CA bundle   -y   trust the bundle the controller serves without asking
+  logout                                              end the session
+  create identity [device|service|user] NAME          new identity with a one-time enrollment token
+        --role-attributes a,b   --admin   --updb USERNAME   --external-id ID
+        -o FILE (write the enrollment JWT)   --qr (print it as a QR code)
+  list identities [FILTER]                            e.g. 'name contains "plc"'
+  list enrollments [FILTER]
+  list summary
+  delete identity NAME|ID
+  delete enrollment ID | where FILTER                 e.g. delete enrollment where 'identity="ID"'
+
+  --json   print JSON instead of a table (list)
+
+Examples:
+  ztedge edge login https://127.0.0.1:1280 -u admin --password-file ./data/admin.password -y
+  ztedge edge create identity device plc-7 --role-attributes plc,line1 -o plc-7.jwt
+  ztedge edge list identities 'roleAttributes contains "plc"'
+  ztedge edge delete identity plc-7`;
+
+const OPTIONS = {
+  username: { type: 'string', short: 'u' }, password: { type: 'string', short: 'p' }, 'password-file': { type: 'string' },
+  file: { type: 'string' }, ca: { type: 'string' }, yes: { type: 'boolean', short: 'y' },
+  'role-attributes': { type: 'string', short: 'a' }, admin: { type: 'boolean' }, updb: { type: 'string' },
+  'external-id': { type: 'string' }, output: { type: 'string', short: 'o' }, qr: { type: 'boolean' }, json: { type: 'boolean' },
+} as const;
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+const IDENTITY_TYPES: Record<string, string> = { device: 'Device', service: 'Service', user: 'User', default: 'Default', router: 'Router' };
+
+export const edgeCommand: Command = {
+  name: 'edge',
+  summary: 'manage identities and enrollments (login, create, list, delete)',
+  help: HELP,
+  async run(argv) {
+    const { values, positionals } = parse(argv, OPTIONS, 'edge');
+    const [verb, noun, ...rest] = positionals;
+    if (values.help === true || verb === undefined) { out(HELP); return verb === undefined && values.help !== true ? 2 : 0; }
+    switch (verb) {
+      case 'login': return doLogin(noun, values);
+      case 'logout': return doLogout();
+      case 'create': return doCreate(noun, rest, values);
+      case 'list': return doList(noun, rest, values);
+      case 'delete': return doDelete(noun, rest);
+      default: throw new EdgeError('ERR_USAGE', `unknown verb "${verb}"\nRun "ztedge edge --help" for usage.`);
+    }
+  },
+};
+
+async function readSecretFile(path: string): Promise<string> {
+  try {
+    return (await fs.readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new EdgeError('ERR_USAGE', `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+async function doLogin(urlArg: string | undefined, v: Values): Promise<number> {
+  const file = str(v.file);
+  let url = urlArg !== undefined ? normalizeUrl(urlArg) : undefined;
+  let ca: string | undefined;
+  if (file !== undefined) {
+    const { loadIdentityFile } = await import('../../identity/file.js');
+    const id = await loadIdentityFile(file);
+    url ??= id.apiUrl;
+    ca = id.caPem;
+  }
+  url ??= 'https://127.0.0.1:1280';
+  const caFile = str(v.ca);
+  if (caFile !== undefined) ca = await readSecretFile(caFile);
+  if (ca === undefined) {
+    const bundle = await fetchCaBundleUnverified(url);
+    if (v.yes !== true) {
+      out(`The controller at ${url} serves this CA bundle:`);
+      for (const line of describeBundle(bundle)) out(`  ${line}`);
+      if (!process.stdin.isTTY) throw new EdgeError('ERR_USAGE', 'not trusted: confirm with -y, or pass --ca FILE');
+      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      const answer = await rl.question('Trust it? [y/N] ');
+      rl.close();
+      if (!/^y(es)?$/i.test(answer.trim())) return 1;
+    }
+    ca = bundle;
+  }
+  let password = str(v.password);
+  const pf = str(v['password-file']);
+  if (pf !== undefined) password = await readSecretFile(pf);
+  const { identityName } = await login({ url, ca, username: str(v.username), password, identityFile: file });
+  out(`Logged in to ${url} as ${identityName} (session saved in ${statePath()})`);
+  return 0;
+}
+
+async function doLogout(): Promise<number> {
+  try {
+    const client = await ManagementClient.fromState();
+    await client.call('DELETE', '/current-api-session').catch(() => undefined);
+  } catch { /* not logged in: nothing to end */ }
+  await clearState();
+  out('Logged out');
+  return 0;
+}
+
+async function doCreate(noun: string | undefined, rest: string[], v: Values): Promise<number> {
+  if (noun !== 'identity') throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}": this version creates identities\nRun "ztedge edge --help" for usage.`);
+  let type = 'Default';
+  let name = rest[0];
+  if (rest.length >= 2 && IDENTITY_TYPES[rest[0]!.toLowerCase()] !== undefined) {
+    type = IDENTITY_TYPES[rest[0]!.toLowerCase()]!;
+    name = rest[1];
+  }
+  if (name === undefined || rest.length > (type === 'Default' && name === rest[0] ? 1 : 2)) {
+    throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create identity [device|service|user] NAME [options]');
+  }
+  const updb = str(v.updb);
+  const attrs = str(v['role-attributes'])?.split(',').map((a) => a.trim()).filter((a) => a !== '') ?? [];
+  const body: Record<string, unknown> = {
+    name, type, isAdmin: v.admin === true, roleAttributes: attrs,
+    enrollment: updb !== undefined ? { updb } : { ott: true },
+  };
+  const externalId = str(v['external-id']);
+  if (externalId !== undefined) body.externalId = externalId;
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/identities', body);
+  const detail = await client.call<{ enrollment: Record<string, { jwt: string; expiresAt: string }> }>('GET', `/identities/${created.id}`);
+  const enrollment = detail.enrollment[updb !== undefined ? 'updb' : 'ott'];
+  out(`New identity ${name} created with id: ${created.id}`);
+  if (enrollment !== undefined) {
+    const output = str(v.output);
+    if (output !== undefined) {
+      await fs.writeFile(output, enrollment.jwt + '\n', { mode: 0o600 });
+      out(`Enrollment expires at ${enrollment.expiresAt}; token written to ${output}`);
+    } else {
+      out(`Enrollment expires at ${enrollment.expiresAt}`);
+    }
+    if (v.qr === true) qrcode.generate(enrollment.jwt, { small: true }, (code) => out(code));
+  }
+  return 0;
+}
+
+type Row = Record<string, unknown>;
+
+function table(rows: Row[], columns: [string, (r: Row) => unknown][]): void {
+  const cells = rows.map((r) => columns.map(([, f]) => { const x = f(r); return Array.isArray(x) ? x.join(',') : String(x ?? ''); }));
+  const widths = columns.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]): string => c.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd();
+  out(line(columns.map(([h]) => h)));
+  for (const c of cells) out(line(c));
+  out(`results: ${rows.length}`);
+}
+
+async function doList(noun: string | undefined, rest: string[], v: Values): Promise<number> {
+  const client = await ManagementClient.fromState();
+  const filter = rest.join(' ');
+  switch (noun) {
+    case 'identities': case 'identity': {
+      const rows = await client.list<Row>('identities', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['TYPE', (r) => r.typeId], ['ATTRIBUTES', (r) => r.roleAttributes], ['ADMIN', (r) => r.isAdmin],
+        ['ENROLLMENT', (r) => Object.keys(r.enrollment as object).join(',') || '-'], ['AUTH', (r) => Object.keys(r.authenticators as object).join(',') || '-']]);
+      return 0;
+    }
+    case 'enrollments': case 'enrollment': {
+      const rows = await client.list<Row>('enrollments', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      table(rows, [['ID', (r) => r.id], ['METHOD', (r) => r.method], ['IDENTITY', (r) => (r.identity as Row).name], ['IDENTITY ID', (r) => r.identityId], ['EXPIRES AT', (r) => r.expiresAt]]);
+      return 0;
+    }
+    case 'summary': {
+      const data = await client.call<Record<string, number>>('GET', '/summary');
+      if (v.json === true) { out(JSON.stringify(data, null, 2)); return 0; }
+      table(Object.entries(data).map(([k, n]) => ({ k, n })), [['ENTITY', (r) => r.k], ['COUNT', (r) => r.n]]);
+      return 0;
+    }
+    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, summary)`);
+  }
+}
+
+async function doDelete(noun: string | undefined, rest: string[]): Promise<number> {
+  const client = await ManagementClient.fromState();
+  switch (noun) {
+    case 'identity': {
+      const key = rest[0];
+      if (key === undefined || rest.length !== 1) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge delete identity NAME|ID');
+      const byName = await client.list<Row>('identities', `name = ${JSON.stringify(key)}`);
+      const target = byName[0] ?? (await client.list<Row>('identities', `id = ${JSON.stringify(key)}`))[0];
+      if (target === undefined) throw new EdgeError('ERR_USAGE', `no identity named or with id "${key}"`);
+      await client.call('DELETE', `/identities/${String(target.id)}`);
+      out(`Deleted identity ${String(target.name)} (${String(target.id)})`);
+      return 0;
+    }
+    case 'enrollment': case 'enrollments': {
+      let ids: string[];
+      if (rest[0] === 'where') {
+        const filter = rest.slice(1).join(' ');
+        if (filter === '') throw new EdgeError('ERR_USAGE', 'usage: ztedge edge delete enrollment where FILTER');
+        ids = (await client.list<Row>('enrollments', filter)).map((r) => String(r.id));
+      } else {
+        if (rest.length === 0) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge delete enrollment ID | where FILTER');
+        ids = rest;
+      }
+      for (const id of ids) await client.call('DELETE', `/enrollments/${encodeURIComponent(id)}`);
+      out(`Deleted ${ids.length} enrollment(s)`);
+      return 0;
+    }
+    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment)`);
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Authentication: `POST …/authenticate?method=password|cert` on the
+ * management API (admins only) and the client API (any identity), and the
+ * current API session (read, logout).
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { EdgeError } from '../../errors.js';
+import type { ControllerContext } from '../context.js';
+import { clientIp, peerCertificate } from '../http.js';
+import { certFingerprint } from '../pki.js';
+import { hashPassword, verifyPassword } from '../passwords.js';
+import { envelope, presentSession } from '../present.js';
+import type { AuthenticatorRecord, IdentityRecord } from '../store.js';
+import { sessionToken } from './guard.js';
+
+const AuthQuery = Type.Object({ method: Type.Union([Type.Literal('password'), Type.Literal('cert')]) });
+const PasswordBody = Type.Object({
+  username: Type.String({ minLength: 1, maxLength: 255 }),
+  password: Type.String({ minLength: 1, maxLength: 1024 }),
+  configTypes: Type.Optional(Type.Array(Type.String())),
+  envInfo: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  sdkInfo: Type.Optional(Type.Object({}, { additionalProperties: true })),
+});
+
+/** A hash to check against when the username is unknown, so timing does not tell. */
+let decoyHash: Promise<string> | undefined;
+
+const INVALID = 'invalid username or password';
+
+async function authenticate(ctx: ControllerContext, req: FastifyRequest, method: 'password' | 'cert'): Promise<{ identity: IdentityRecord; authenticator: AuthenticatorRecord }> {
+  if (method === 'cert') {
+    const peer = peerCertificate(req);
+    if (peer === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'no client certificate was presented in the TLS handshake');
+    if (!peer.authorized) throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate does not chain to this controller\'s CA or has expired');
+    const authenticator = ctx.store.authenticatorByFingerprint(certFingerprint(peer.raw));
+    const identity = authenticator && ctx.store.identities.get(authenticator.identityId);
+    if (authenticator === undefined || identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate belongs to no identity');
+    return { identity, authenticator };
+  }
+  const body = req.body as Static<typeof PasswordBody> | undefined;
+  if (body === undefined || typeof body !== 'object') throw new EdgeError('ERR_INVALID_ARGUMENT', 'a JSON body {"username","password"} is required');
+  const authenticator = ctx.store.authenticatorByUsername(body.username);
+  if (authenticator?.passwordHash == null) {
+    decoyHash ??= hashPassword('decoy-password');
+    await verifyPassword(body.password, await decoyHash);
+    throw new EdgeError('ERR_INVALID_AUTH', INVALID);
+  }
+  if (!(await verifyPassword(body.password, authenticator.passwordHash))) throw new EdgeError('ERR_INVALID_AUTH', INVALID);
+  const identity = ctx.store.identities.get(authenticator.identityId);
+  if (identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', INVALID);
+  return { identity, authenticator };
+}
+
+export function registerAuthRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string, adminOnly: boolean): void {
+  app.post(`${prefix}/authenticate`, { schema: { querystring: AuthQuery } }, async (req) => {
+    const { method } = req.query as Static<typeof AuthQuery>;
+    if (method === 'password') {
+      // Validated here rather than by schema so cert logins may send no body at all.
+      const body = req.body;
+      if (body === undefined || body === null || typeof body !== 'object' || typeof (body as { username?: unknown }).username !== 'string' || typeof (body as { password?: unknown }).password !== 'string') {
+        throw new EdgeError('ERR_INVALID_ARGUMENT', 'method=password needs a JSON body {"username": "…", "password": "…"}');
+      }
+    }
+    const { identity, authenticator } = await authenticate(ctx, req, method);
+    if (identity.disabled) throw new EdgeError('ERR_INVALID_AUTH', `identity "${identity.name}" is disabled`);
+    if (adminOnly && !identity.isAdmin) throw new EdgeError('ERR_FORBIDDEN', `identity "${identity.name}" is not an administrator`);
+    const session = await ctx.sessions.create(identity.id, authenticator.id, clientIp(req), new Date());
+    ctx.log.info({ identityId: identity.id, method }, 'API session created');
+    return envelope(presentSession(ctx, session, identity));
+  });
+
+  app.get(`${prefix}/current-api-session`, async (req) => {
+    const { session, identity } = ctx.sessions.resolve(sessionToken(req), new Date());
+    return envelope(presentSession(ctx, session, identity));
+  });
+
+  app.delete(`${prefix}/current-api-session`, async (req) => {
+    const { session } = ctx.sessions.resolve(sessionToken(req), new Date());
+    await ctx.sessions.end(session.token);
+    return envelope({});
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * The enrollment server (client API, unauthenticated: the one-time token is
+ * the credential). Wire-compatible with OpenZiti clients:
+ *
+ *   POST /edge/client/v1/enroll?method=ott&token=JTI     body: PEM CSR (text/plain | application/x-pem-file)
+ *        → PEM chain (application/x-pem-file), or {data:{cert,ca}} with Accept: application/json
+ *   POST /edge/client/v1/enroll/ott                      body: {"token","clientCsr"} → JSON
+ *   POST /edge/client/v1/enroll?method=updb&token=JTI    body: {"password"} → JSON
+ *   POST /edge/client/v1/enroll/updb?token=JTI           same
+ *
+ * A token is checked (known, unused, unexpired, right method) before any
+ * work, and consumed in the same transaction that stores the credential.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { EdgeError } from '../../errors.js';
+import type { ControllerContext } from '../context.js';
+import { newId } from '../ids.js';
+import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../passwords.js';
+import { envelope } from '../present.js';
+import type { AuthenticatorRecord, EnrollmentMethod, EnrollmentRecord } from '../store.js';
+
+const EnrollQuery = Type.Object({
+  method: Type.Optional(Type.String()),
+  token: Type.Optional(Type.String()),
+});
+
+/** Finds the pending enrollment for a token, or explains precisely why there is none. */
+function pendingEnrollment(ctx: ControllerContext, token: string | undefined, method: EnrollmentMethod, now: Date): EnrollmentRecord {
+  if (token === undefined || token === '') throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'the token query parameter is required');
+  const e = ctx.store.enrollmentForToken(token);
+  if (e === undefined) {
+    if (ctx.store.tokenUse(token) !== undefined) throw new EdgeError('ERR_ENROLLMENT_TOKEN_USED', 'this enrollment token has already been used');
+    throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'unknown enrollment token');
+  }
+  if (e.method !== method) throw new EdgeError('ERR_ENROLLMENT_METHOD', `this token is for enrollment method "${e.method}", not "${method}"`);
+  if (Date.parse(e.expiresAt) <= now.getTime()) throw new EdgeError('ERR_ENROLLMENT_EXPIRED', `this enrollment token expired at ${e.expiresAt}`);
+  return e;
+}
+
+function wantsJson(req: FastifyRequest): boolean {
+  return (req.headers.accept ?? '').includes('application/json');
+}
+
+function csrFromBody(body: unknown): string {
+  if (typeof body === 'string') return body;
+  if (body !== null && typeof body === 'object' && typeof (body as { clientCsr?: unknown }).clientCsr === 'string') return (body as { clientCsr: string }).clientCsr;
+  throw new EdgeError('ERR_CSR_INVALID', 'the body must be a PEM CSR (Content-Type text/plain or application/x-pem-file)');
+}
+
+async function enrollOtt(ctx: ControllerContext, token: string | undefined, body: unknown, json: boolean, reply: FastifyReply): Promise<unknown> {
+  const now = new Date();
+  const e = pendingEnrollment(ctx, token, 'ott', now);
+  const issued = await ctx.pki.issueClientCert(csrFromBody(body), e.identityId, ctx.settings.certValidityDays);
+  const iso = now.toISOString();
+  const authenticator: AuthenticatorRecord = {
+    id: newId(), identityId: e.identityId, method: 'cert', fingerprint: issued.fingerprint, certPem: issued.certPem,
+    username: null, passwordHash: null, createdAt: iso, updatedAt: iso,
+  };
+  await ctx.store.consumeEnrollment(e, authenticator, iso);
+  ctx.log.info({ identityId: e.identityId, method: 'ott', fingerprint: issued.fingerprint }, 'identity enrolled');
+  if (json) return envelope({ cert: issued.chainPem, ca: ctx.pki.caBundlePem });
+  void reply.type('application/x-pem-file');
+  return issued.chainPem;
+}
+
+async function enrollUpdb(ctx: ControllerContext, token: string | undefined, body: unknown): Promise<unknown> {
+  const now = new Date();
+  const e = pendingEnrollment(ctx, token, 'updb', now);
+  const password = body !== null && typeof body === 'object' ? (body as { password?: unknown }).password : undefined;
+  if (typeof password !== 'string') throw new EdgeError('ERR_INVALID_ARGUMENT', 'a JSON body {"password": "…"} is required');
+  if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
+    throw new EdgeError('ERR_PASSWORD_POLICY', `the password must have ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters`);
+  }
+  const username = (body as { username?: unknown }).username;
+  if (username !== undefined && username !== e.username) throw new EdgeError('ERR_INVALID_ARGUMENT', `this token is for username "${e.username ?? ''}"`);
+  const iso = now.toISOString();
+  const authenticator: AuthenticatorRecord = {
+    id: newId(), identityId: e.identityId, method: 'updb', fingerprint: null, certPem: null,
+    username: e.username, passwordHash: await hashPassword(password), createdAt: iso, updatedAt: iso,
+  };
+  await ctx.store.consumeEnrollment(e, authenticator, iso);
+  ctx.log.info({ identityId: e.identityId, method: 'updb' }, 'identity enrolled');
+  return envelope({});
+}
+
+export function registerEnrollRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string): void {
+  app.post(`${prefix}/enroll`, { schema: { querystring: EnrollQuery } }, async (req, reply) => {
+    const q = req.query as Static<typeof EnrollQuery>;
+    switch (q.method) {
+      case 'ott': return enrollOtt(ctx, q.token, req.body, wantsJson(req), reply);
+      case 'updb': return enrollUpdb(ctx, q.token, req.body);
+      case undefined: throw new EdgeError('ERR_ENROLLMENT_METHOD', 'the method query parameter is required (ott or updb)');
+      default: throw new EdgeError('ERR_ENROLLMENT_METHOD', `enrollment method "${q.method}" is not supported here (ott, updb)`);
+    }
+  });
+
+  app.post(`${prefix}/enroll/ott`, async (req, reply) => {
+    const body = req.body as { token?: unknown } | undefined;
+    const token = typeof body?.token === 'string' ? body.token : (req.query as { token?: string }).token;
+    return enrollOtt(ctx, token, req.body, true, reply);
+  });
+
+  app.post(`${prefix}/enroll/updb`, { schema: { querystring: EnrollQuery } }, async (req) => {
+    return enrollUpdb(ctx, (req.query as Static<typeof EnrollQuery>).token, req.body);
+  });
+}

@@ -1,0 +1,153 @@
+/**
+ * Client side of enrollment, as OpenZiti clients do it:
+ *
+ *   1. read the JWT without trusting it (em, iss, sub, jti, exp);
+ *   2. connect to `iss` trusting nothing, and accept its certificate only if
+ *      that certificate's key verifies the JWT's signature;
+ *   3. fetch `/.well-known/est/cacerts` over that pinned connection and from
+ *      then on trust only this CA bundle;
+ *   4. ott: make the key locally (it never leaves the device), send a CSR,
+ *      write the identity file; updb: set the password.
+ */
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
+import { EdgeError } from '../errors.js';
+import { createCsr, FileKeyStore, fileRef, type KeyAlgorithm, type KeyStore } from '../keys/index.js';
+import { writeFileAtomic } from '../controller/pki.js';
+import { pemBundleFromCacerts } from './cacerts.js';
+import { writeIdentityFile } from './file.js';
+import { fetchServerCertificate, jsonOf, request } from './https.js';
+
+export interface EnrollmentToken {
+  method: string;
+  issuer: string;
+  subject: string;
+  token: string;
+  expiresAt: Date;
+  raw: string;
+}
+
+/** Reads an enrollment JWT's claims without verifying it (verification needs the server). */
+export function parseEnrollmentJwt(jwt: string): EnrollmentToken {
+  const raw = jwt.trim();
+  let claims: Record<string, unknown>;
+  try {
+    decodeProtectedHeader(raw);
+    claims = decodeJwt(raw);
+  } catch (err) {
+    throw new EdgeError('ERR_JWT_INVALID', `not an enrollment JWT: ${(err as Error).message}`, { cause: err });
+  }
+  const need = (k: string): string => {
+    const v = claims[k];
+    if (typeof v !== 'string' || v === '') throw new EdgeError('ERR_JWT_INVALID', `the enrollment JWT has no "${k}" claim`);
+    return v;
+  };
+  const issuer = need('iss');
+  if (!/^https:\/\/[^/]+$/.test(issuer.replace(/\/$/, ''))) throw new EdgeError('ERR_JWT_INVALID', `the JWT issuer must be https://host:port, got "${issuer}"`);
+  if (typeof claims.exp !== 'number') throw new EdgeError('ERR_JWT_INVALID', 'the enrollment JWT has no "exp" claim');
+  return { method: need('em'), issuer: issuer.replace(/\/$/, ''), subject: need('sub'), token: need('jti'), expiresAt: new Date(claims.exp * 1000), raw };
+}
+
+/**
+ * Steps 2–3: proves the server at `iss` holds the key that signed the JWT,
+ * then returns the CA bundle it serves (PEM).
+ */
+export async function bootstrapTrust(token: EnrollmentToken): Promise<string> {
+  const der = await fetchServerCertificate(token.issuer);
+  const cert = new X509Certificate(der);
+  const kid = decodeProtectedHeader(token.raw).kid;
+  if (kid !== undefined && kid !== createHash('sha1').update(der).digest('hex')) {
+    throw new EdgeError('ERR_TRUST_BOOTSTRAP', `the server at ${token.issuer} presents a certificate other than the one that signed this token (kid mismatch)`);
+  }
+  try {
+    await jwtVerify(token.raw, createPublicKey(cert.publicKey.export({ type: 'spki', format: 'pem' })), { algorithms: ['ES256', 'ES384', 'ES512', 'RS256'] });
+  } catch (err) {
+    if (err instanceof joseErrors.JWTExpired) throw new EdgeError('ERR_JWT_INVALID', `the enrollment token expired at ${token.expiresAt.toISOString()}; ask for a new one`);
+    throw new EdgeError('ERR_TRUST_BOOTSTRAP', `the server at ${token.issuer} did not sign this token: ${(err as Error).message}`, { cause: err });
+  }
+  const pin = createHash('sha256').update(der).digest('hex');
+  const res = await request(`${token.issuer}/.well-known/est/cacerts`, { pinSha256: pin });
+  if (res.status !== 200) throw new EdgeError('ERR_TRUST_BOOTSTRAP', `GET /.well-known/est/cacerts answered HTTP ${res.status}`);
+  const bundle = pemBundleFromCacerts(res.body.toString('utf8'));
+  // The controller must chain to the bundle it hands out; otherwise the next call fails anyway, with less clarity.
+  const cas = bundle.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.trim() !== '').map((p) => new X509Certificate(p));
+  if (!cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) {
+    throw new EdgeError('ERR_TRUST_BOOTSTRAP', `the server certificate of ${token.issuer} is not issued by the CA bundle it serves`);
+  }
+  return bundle;
+}
+
+export interface EnrollOptions {
+  jwt: string;
+  /** Path of the identity file to write (NAME.json); cert, key and CA files go beside it. */
+  out: string;
+  /** A KeyStore to use instead of a new file key (PKCS#11 tokens). */
+  keyStore?: KeyStore;
+  keyAlgorithm?: KeyAlgorithm;
+  /** updb: the password to set. */
+  password?: string;
+}
+
+export interface EnrollResult {
+  method: string;
+  identityId: string;
+  identityFile?: string;
+  keyRef?: string;
+  keyCreated?: boolean;
+}
+
+/** Paths of the files written beside an identity file NAME.json. */
+export function identityPaths(out: string): { json: string; cert: string; key: string; ca: string } {
+  const json = resolve(out);
+  const stem = join(dirname(json), basename(json).replace(/\.json$/i, ''));
+  return { json, cert: `${stem}.cert.pem`, key: `${stem}.key.pem`, ca: `${stem}.ca.pem` };
+}
+
+export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
+  const token = parseEnrollmentJwt(opts.jwt);
+  if (token.expiresAt.getTime() <= Date.now()) {
+    throw new EdgeError('ERR_JWT_INVALID', `the enrollment token expired at ${token.expiresAt.toISOString()}; ask for a new one`);
+  }
+  const paths = identityPaths(opts.out);
+  if (token.method === 'ott' && existsSync(paths.json)) {
+    throw new EdgeError('ERR_USAGE', `${paths.json} already exists; choose another --out or remove it first`);
+  }
+  const ca = await bootstrapTrust(token);
+  const url = `${token.issuer}/edge/client/v1/enroll?method=${encodeURIComponent(token.method)}&token=${encodeURIComponent(token.token)}`;
+
+  if (token.method === 'updb') {
+    if (opts.password === undefined) throw new EdgeError('ERR_USAGE', 'this token enrolls a username/password: give --password-file');
+    const res = await request(url, { ca, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ password: opts.password }) });
+    jsonOf(res);
+    return { method: 'updb', identityId: token.subject };
+  }
+  if (token.method !== 'ott') throw new EdgeError('ERR_JWT_INVALID', `enrollment method "${token.method}" is not supported by this client (ott, updb)`);
+
+  let keyCreated = false;
+  let store = opts.keyStore;
+  if (store === undefined) {
+    const opened = await FileKeyStore.openOrCreate(paths.key, opts.keyAlgorithm ?? 'ec-p256');
+    store = opened.store;
+    keyCreated = opened.created;
+  }
+  const csr = await createCsr(store, `CN=${token.subject}, O=ztedge`);
+  const res = await request(url, { ca, method: 'POST', headers: { 'content-type': 'text/plain', accept: 'application/x-pem-file' }, body: csr });
+  if (res.status >= 400) jsonOf(res);
+  const chainPem = res.body.toString('utf8');
+  const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chainPem)?.[0];
+  if (leafPem === undefined) throw new EdgeError('ERR_REMOTE', 'the controller answered the enrollment without a certificate');
+  const leaf = new X509Certificate(leafPem);
+  if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(store.publicKeySpki())) {
+    throw new EdgeError('ERR_REMOTE', 'the issued certificate is not for the key this device made');
+  }
+  await writeFileAtomic(paths.cert, chainPem.trim() + '\n', 0o644);
+  await writeFileAtomic(paths.ca, ca, 0o644);
+  await writeIdentityFile(paths.json, {
+    ztAPI: token.issuer,
+    ztAPIs: [token.issuer],
+    id: { cert: fileRef(paths.cert), key: store.ref, ca: fileRef(paths.ca) },
+  });
+  return { method: 'ott', identityId: token.subject, identityFile: paths.json, keyRef: store.ref, keyCreated };
+}

@@ -1,0 +1,60 @@
+/**
+ * ztedge: one binary, every role. Dispatches `ztedge <command>` and turns
+ * errors into one clear line on stderr with a stable code and exit status.
+ */
+import { isEdgeError } from './errors.js';
+import { VERSION } from './controller/routes/meta.js';
+import type { Command } from './cli/command.js';
+import { controllerCommand } from './cli/controller.js';
+import { edgeCommand } from './cli/edge/index.js';
+import { enrollCommand } from './cli/enroll.js';
+import { quickstartCommand } from './cli/quickstart.js';
+
+const COMMANDS: Command[] = [quickstartCommand, controllerCommand, enrollCommand, edgeCommand];
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'Usage: ztedge <command> [options]',
+    '',
+    'A zero-trust overlay for OT and IoT: controller, router and tunneler in one binary.',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    `  ${'version'.padEnd(width)}  print the version`,
+    '',
+    'Run "ztedge <command> --help" for the options of a command.',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help() + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  if (name === 'version' || name === '--version' || name === '-v') {
+    process.stdout.write(`ztedge ${VERSION} (node ${process.version})\n`);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    process.stderr.write(`ztedge: unknown command "${name}"\n\n${help()}\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (isEdgeError(err)) {
+      process.stderr.write(`ztedge ${name}: ${err.message} [${err.code}]\n`);
+      return err.code === 'ERR_USAGE' ? 2 : 1;
+    }
+    process.stderr.write(`ztedge ${name}: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => { process.stderr.write(`ztedge: ${String(err)}\n`); process.exitCode = 1; },
+);
