@@ -40,22 +40,24 @@ export const quickstartCommand: Command = {
     const rel = (p: string): string => relative(process.cwd(), p) || '.';
     const log = createRootLogger({ file: logFile });
     out(`ztedge quickstart — data folder ${rel(dataDir)}`);
+    let step = 0;
+    const say = (line: string): void => out(`${++step}. ${line}`);
     const ctrl = await startController({ dataDir: ctrlDir, listen: str(values.listen) ?? '127.0.0.1:1280', log });
     try {
       const passwordFile = join(ctrlDir, 'admin.password');
-      out(`1. controller running at ${ctrl.url}  (logs: ${rel(logFile)})`);
+      say(`controller running at ${ctrl.url}  (logs: ${rel(logFile)})`);
       out(`   PKI: root CA + signing intermediate in ${rel(join(ctrlDir, 'pki'))}; admin password in ${rel(passwordFile)}`);
       if (!existsSync(passwordFile)) throw new EdgeError('ERR_CONFIG', `${passwordFile} is missing: this data folder was not made by quickstart`);
       const password = (await fs.readFile(passwordFile, 'utf8')).trim();
       await login({ url: ctrl.url, ca: ctrl.context.pki.caBundlePem, username: 'admin', password });
-      out('2. CLI logged in as admin (ztedge edge … commands now work)');
+      say('CLI logged in as admin (ztedge edge … commands now work)');
 
       const name = 'demo-device';
       const identityFile = join(dataDir, `${name}.json`);
       const client = await ManagementClient.fromState();
       const existing = (await client.list<{ id: string }>('identities', `name = "${name}"`))[0];
       if (existing !== undefined && existsSync(identityFile)) {
-        out(`3. identity ${name} (${existing.id}) already enrolled: ${rel(identityFile)}`);
+        say(`identity ${name} (${existing.id}) already enrolled: ${rel(identityFile)}`);
       } else {
         if (existing !== undefined) await client.call('DELETE', `/identities/${existing.id}`);
         for (const f of ['json', 'cert.pem', 'key.pem', 'ca.pem']) await fs.rm(join(dataDir, `${name}.${f}`), { force: true });
@@ -63,9 +65,9 @@ export const quickstartCommand: Command = {
         const detail = await client.call<{ enrollment: { ott: { jwt: string; expiresAt: string } } }>('GET', `/identities/${created.id}`);
         const jwtFile = join(dataDir, `${name}.jwt`);
         await fs.writeFile(jwtFile, detail.enrollment.ott.jwt + '\n', { mode: 0o600 });
-        out(`3. created identity ${name} (${created.id}) with a one-time token: ${rel(jwtFile)}`);
+        say(`created identity ${name} (${created.id}) with a one-time token: ${rel(jwtFile)}`);
         await enroll({ jwt: detail.enrollment.ott.jwt, out: identityFile });
-        out(`4. enrolled it: key made locally (${rel(join(dataDir, `${name}.key.pem`))}, never sent), certificate issued from a CSR`);
+        say(`enrolled it: key made locally (${rel(join(dataDir, `${name}.key.pem`))}, never sent), certificate issued from a CSR`);
         out(`   identity file: ${rel(identityFile)}`);
       }
       const id = await loadIdentityFile(identityFile);
@@ -74,7 +76,7 @@ export const quickstartCommand: Command = {
         ca: id.caPem, cert: id.certPem, key: id.key.pem, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
       });
       const session = jsonOf<{ identity: { name: string } }>(res);
-      out(`5. ${session.identity.name} authenticated to the client API with its certificate (mutual TLS)`);
+      say(`${session.identity.name} authenticated to the client API with its certificate (mutual TLS)`);
       out('');
       out('Try next (in another terminal):');
       out('  ztedge edge list identities');

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import Ajv, { type ValidateFunction } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import { request, type HttpResponse, type TrustOptions } from '../../src/identity/https.js';
 import { pemBundleFromCacerts } from '../../src/identity/cacerts.js';
 
