@@ -54,12 +54,20 @@ function bad(src: string, at: number, why: string): EdgeError {
 const WORD_OPS = new Set(['contains', 'icontains', 'startswith']);
 
 /**
+ * Deepest parenthesis nesting accepted. The parser recurses per level, and a
+ * 4096-character filter of "(" would otherwise overflow the stack (a
+ * RangeError, answered as HTTP 500) instead of being refused as a bad filter.
+ */
+const MAX_NESTING = 64;
+
+/**
  * Compiles `src` into a predicate over entities whose fields are read
  * through `fields` (filterable field name → getter).
  */
 export function compileFilter<T>(src: string, fields: Record<string, FieldGetter<T>>): Predicate<T> {
   const toks = tokenize(src);
   let pos = 0;
+  let depth = 0;
   const peek = (): Token | undefined => toks[pos];
   const atEnd = (): boolean => pos >= toks.length;
 
@@ -85,14 +93,17 @@ export function compileFilter<T>(src: string, fields: Record<string, FieldGetter
     const t = toks[pos++];
     if (t === undefined) throw bad(src, src.length, 'expected a condition');
     if (t.kind === 'paren' && t.text === '(') {
+      if (++depth > MAX_NESTING) throw bad(src, t.at, `parentheses nested deeper than ${MAX_NESTING}`);
       const inner = parseOr();
+      depth--;
       const close = toks[pos++];
       if (close?.text !== ')') throw bad(src, close?.at ?? src.length, 'expected ")"');
       return inner;
     }
     if (t.kind === 'word' && t.text.toLowerCase() === 'true' && (atEnd() || peek()!.kind !== 'op')) return () => true;
     if (t.kind !== 'word') throw bad(src, t.at, 'expected a field name');
-    const getter = fields[t.text];
+    // Own keys only: "constructor" or "__proto__" must not resolve through Object.prototype.
+    const getter = Object.hasOwn(fields, t.text) ? fields[t.text] : undefined;
     if (getter === undefined) {
       throw bad(src, t.at, `unknown field "${t.text}"; filterable: ${Object.keys(fields).join(', ')}`);
     }

@@ -5,7 +5,7 @@
  * enrollment clients send.
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { TLSSocket } from 'node:tls';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { EdgeError, httpStatusOf, isEdgeError } from '../errors.js';
 import type { ControllerContext } from './context.js';
 
@@ -64,13 +64,21 @@ export function toApiError(err: unknown): { code: string; message: string } {
   }
 }
 
-/** The verified client certificate of a request, if the client presented one that chains to our CA. */
-export function peerCertificate(req: FastifyRequest): { raw: Buffer; authorized: boolean } | undefined {
+/**
+ * The client certificate of a request, if any: the chain as presented (leaf
+ * first, DER) and whether it verified against our own CA bundle.
+ */
+export function peerCertificate(req: FastifyRequest): { raw: Buffer; chain: Buffer[]; authorized: boolean } | undefined {
   const socket = req.raw.socket as TLSSocket;
   if (typeof socket.getPeerCertificate !== 'function') return undefined;
-  const cert = socket.getPeerCertificate();
+  const cert = socket.getPeerCertificate(true);
   if (cert === null || cert.raw === undefined) return undefined;
-  return { raw: cert.raw, authorized: socket.authorized };
+  const chain: Buffer[] = [];
+  for (let c: DetailedPeerCertificate | undefined = cert; c?.raw !== undefined && chain.length < 8; c = c.issuerCertificate) {
+    if (chain.length > 0 && c.raw.equals(chain[chain.length - 1]!)) break; // self-signed root points to itself
+    chain.push(c.raw);
+  }
+  return { raw: cert.raw, chain, authorized: socket.authorized };
 }
 
 export function clientIp(req: FastifyRequest): string {

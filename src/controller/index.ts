@@ -17,6 +17,7 @@ import { newId } from './ids.js';
 import { hashPassword, MIN_PASSWORD_LENGTH } from './passwords.js';
 import { Pki, writeFileAtomic } from './pki.js';
 import { registerAuthRoutes } from './routes/auth.js';
+import { registerCaRoutes } from './routes/cas.js';
 import { registerEnrollmentRoutes } from './routes/enrollments.js';
 import { registerEnrollRoutes } from './routes/enroll.js';
 import { registerIdentityRoutes } from './routes/identities.js';
@@ -90,6 +91,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerAuthRoutes(app, ctx, CLIENT_PREFIX, false);
     registerIdentityRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEnrollmentRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerCaRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEnrollRoutes(app, ctx, CLIENT_PREFIX);
     try {
       await app.listen({ host: listen.host, port: listen.port });

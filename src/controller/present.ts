@@ -45,7 +45,7 @@ export async function presentIdentity(ctx: ControllerContext, i: IdentityRecord,
     const base: Record<string, unknown> = { id: e.id, token: e.token, jwt: await enrollmentJwt(ctx, e), expiresAt: e.expiresAt };
     if (e.method === 'ottca' && e.caId !== null) {
       base.caId = e.caId;
-      base.ca = entityRef('cas', e.caId, e.caId);
+      base.ca = entityRef('cas', e.caId, ctx.store.cas.get(e.caId)?.name ?? '');
     }
     if (e.method === 'updb') base.username = e.username;
     enrollment[e.method] = base;

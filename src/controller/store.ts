@@ -56,6 +56,8 @@ export interface AuthenticatorRecord {
   username: string | null;
   /** updb: scrypt hash record, never returned by the API. */
   passwordHash: string | null;
+  /** cert issued by a registered 3rd-party CA: that CA's id (absent for our own certificates). */
+  caId?: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -74,6 +76,26 @@ export interface ApiSessionRecord {
 /** Consumed one-time tokens, kept so a second use gets a precise error. */
 interface UsedTokenRecord { token: string; usedAt: string; identityId: string }
 
+/** A registered 3rd-party CA (ottca enrollment, certificate authentication). */
+export interface CaRecord {
+  id: string;
+  name: string;
+  certPem: string;
+  /** Lower-case hex SHA-1 of the CA certificate DER. */
+  fingerprint: string;
+  isVerified: boolean;
+  verificationToken: string;
+  isAutoCaEnrollmentEnabled: boolean;
+  isOttCaEnrollmentEnabled: boolean;
+  isAuthEnabled: boolean;
+  identityRoles: string[];
+  identityNameFormat: string;
+  externalIdClaim: Record<string, unknown> | null;
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export interface MfaRecord { identityId: string; secret: string; isVerified: boolean; createdAt: string }
 
 export class Store {
@@ -83,6 +105,8 @@ export class Store {
   readonly authenticators: Database<AuthenticatorRecord, string>;
   readonly apiSessions: Database<ApiSessionRecord, string>;
   readonly mfa: Database<MfaRecord, string>;
+  readonly cas: Database<CaRecord, string>;
+  private readonly caByName: Database<string, string>;
   /** Unique indexes: key → id. */
   private readonly identityByName: Database<string, string>;
   private readonly identityByExternalId: Database<string, string>;
@@ -106,6 +130,8 @@ export class Store {
     this.authenticators = db('authenticators');
     this.apiSessions = db('apiSessions');
     this.mfa = db('mfa');
+    this.cas = db('cas');
+    this.caByName = db('idx.ca.name');
     this.identityByName = db('idx.identity.name');
     this.identityByExternalId = db('idx.identity.externalId');
     this.enrollmentByToken = db('idx.enrollment.token');
@@ -316,6 +342,47 @@ export class Store {
     void this.authenticators.remove(a.id);
     if (a.username !== null) void this.authByUsername.remove(a.username);
     if (a.fingerprint !== null) void this.authByFingerprint.remove(a.fingerprint);
+  }
+
+  // ---- 3rd-party CAs ----------------------------------------------------
+
+  listCas(): CaRecord[] {
+    return [...this.cas.getRange().map((e) => e.value)];
+  }
+
+  createCa(ca: CaRecord): Promise<void> {
+    return this.write(() => {
+      if (this.caByName.get(ca.name) !== undefined) throw new EdgeError('ERR_NAME_IN_USE', `a CA named "${ca.name}" already exists`, { details: { field: 'name' } });
+      if (this.listCas().some((c) => c.fingerprint === ca.fingerprint)) throw new EdgeError('ERR_CONFLICT', 'this CA certificate is already registered');
+      void this.cas.put(ca.id, ca);
+      void this.caByName.put(ca.name, ca.id);
+    });
+  }
+
+  updateCa(next: CaRecord): Promise<void> {
+    return this.write(() => {
+      const prev = this.cas.get(next.id);
+      if (prev === undefined) throw new EdgeError('ERR_NOT_FOUND', `CA ${next.id} not found`);
+      if (prev.name !== next.name) {
+        if (this.caByName.get(next.name) !== undefined) throw new EdgeError('ERR_NAME_IN_USE', `a CA named "${next.name}" already exists`, { details: { field: 'name' } });
+        void this.caByName.remove(prev.name);
+        void this.caByName.put(next.name, next.id);
+      }
+      void this.cas.put(next.id, next);
+    });
+  }
+
+  /** Deletes a CA with its pending ottca enrollments and the certificate authenticators it vouched for. */
+  deleteCa(id: string): Promise<boolean> {
+    return this.write(() => {
+      const ca = this.cas.get(id);
+      if (ca === undefined) return false;
+      for (const e of this.listEnrollments()) if (e.caId === id) this.removeEnrollment(e);
+      for (const a of this.listAuthenticators()) if (a.caId === id) this.removeAuthenticator(a);
+      void this.caByName.remove(ca.name);
+      void this.cas.remove(id);
+      return true;
+    });
   }
 
   // ---- API sessions -----------------------------------------------------

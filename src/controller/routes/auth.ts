@@ -9,6 +9,7 @@ import { EdgeError } from '../../errors.js';
 import type { ControllerContext } from '../context.js';
 import { clientIp, peerCertificate } from '../http.js';
 import { certFingerprint } from '../pki.js';
+import { chainsToCa } from '../third-party-ca.js';
 import { hashPassword, verifyPassword } from '../passwords.js';
 import { envelope, presentSession } from '../present.js';
 import type { AuthenticatorRecord, IdentityRecord } from '../store.js';
@@ -32,8 +33,14 @@ async function authenticate(ctx: ControllerContext, req: FastifyRequest, method:
   if (method === 'cert') {
     const peer = peerCertificate(req);
     if (peer === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'no client certificate was presented in the TLS handshake');
-    if (!peer.authorized) throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate does not chain to this controller\'s CA or has expired');
     const authenticator = ctx.store.authenticatorByFingerprint(certFingerprint(peer.raw));
+    if (!peer.authorized) {
+      // Not ours: acceptable only if a registered, verified CA with auth enabled vouches for it.
+      const ca = authenticator?.caId == null ? undefined : ctx.store.cas.get(authenticator.caId);
+      if (ca === undefined || !ca.isVerified || !ca.isAuthEnabled || !chainsToCa(peer.chain, ca.certPem, new Date())) {
+        throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate does not chain to this controller\'s CA or a registered 3rd-party CA, or has expired');
+      }
+    }
     const identity = authenticator && ctx.store.identities.get(authenticator.identityId);
     if (authenticator === undefined || identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate belongs to no identity');
     return { identity, authenticator };

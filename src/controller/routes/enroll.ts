@@ -15,7 +15,11 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EdgeError } from '../../errors.js';
 import type { ControllerContext } from '../context.js';
+import { X509Certificate } from 'node:crypto';
+import { peerCertificate } from '../http.js';
 import { newId } from '../ids.js';
+import { certFingerprint } from '../pki.js';
+import { chainsToCa } from '../third-party-ca.js';
 import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../passwords.js';
 import { envelope } from '../present.js';
 import type { AuthenticatorRecord, EnrollmentMethod, EnrollmentRecord } from '../store.js';
@@ -84,14 +88,40 @@ async function enrollUpdb(ctx: ControllerContext, token: string | undefined, bod
   return envelope({});
 }
 
+/**
+ * ottca: the device presents, in the TLS handshake, a certificate from the
+ * registered 3rd-party CA named by the enrollment; that certificate becomes
+ * its authenticator. No CSR: the key stays where the 3rd-party CA put it.
+ */
+async function enrollOttca(ctx: ControllerContext, token: string | undefined, req: FastifyRequest): Promise<unknown> {
+  const now = new Date();
+  const e = pendingEnrollment(ctx, token, 'ottca', now);
+  const ca = e.caId === null ? undefined : ctx.store.cas.get(e.caId);
+  if (ca === undefined) throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'the CA of this enrollment no longer exists');
+  if (!ca.isVerified) throw new EdgeError('ERR_FORBIDDEN', `CA "${ca.name}" is not verified yet`);
+  const peer = peerCertificate(req);
+  if (peer === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'ottca enrollment needs a client certificate from the CA in the TLS handshake');
+  if (!chainsToCa(peer.chain, ca.certPem, now)) throw new EdgeError('ERR_INVALID_AUTH', `the client certificate is not issued by CA "${ca.name}" or is not currently valid`);
+  const iso = now.toISOString();
+  const leaf = new X509Certificate(peer.raw);
+  const authenticator: AuthenticatorRecord = {
+    id: newId(), identityId: e.identityId, method: 'cert', fingerprint: certFingerprint(peer.raw), certPem: leaf.toString(),
+    username: null, passwordHash: null, caId: ca.id, createdAt: iso, updatedAt: iso,
+  };
+  await ctx.store.consumeEnrollment(e, authenticator, iso);
+  ctx.log.info({ identityId: e.identityId, method: 'ottca', caId: ca.id, fingerprint: authenticator.fingerprint }, 'identity enrolled');
+  return envelope({});
+}
+
 export function registerEnrollRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string): void {
   app.post(`${prefix}/enroll`, { schema: { querystring: EnrollQuery } }, async (req, reply) => {
     const q = req.query as Static<typeof EnrollQuery>;
     switch (q.method) {
       case 'ott': return enrollOtt(ctx, q.token, req.body, wantsJson(req), reply);
       case 'updb': return enrollUpdb(ctx, q.token, req.body);
-      case undefined: throw new EdgeError('ERR_ENROLLMENT_METHOD', 'the method query parameter is required (ott or updb)');
-      default: throw new EdgeError('ERR_ENROLLMENT_METHOD', `enrollment method "${q.method}" is not supported here (ott, updb)`);
+      case 'ottca': return enrollOttca(ctx, q.token, req);
+      case undefined: throw new EdgeError('ERR_ENROLLMENT_METHOD', 'the method query parameter is required (ott, ottca or updb)');
+      default: throw new EdgeError('ERR_ENROLLMENT_METHOD', `enrollment method "${q.method}" is not supported here (ott, ottca, updb)`);
     }
   });
 
@@ -99,6 +129,12 @@ export function registerEnrollRoutes(app: FastifyInstance, ctx: ControllerContex
     const body = req.body as { token?: unknown } | undefined;
     const token = typeof body?.token === 'string' ? body.token : (req.query as { token?: string }).token;
     return enrollOtt(ctx, token, req.body, true, reply);
+  });
+
+  app.post(`${prefix}/enroll/ottca`, async (req) => {
+    const body = req.body as { token?: unknown } | undefined;
+    const token = typeof body?.token === 'string' ? body.token : (req.query as { token?: string }).token;
+    return enrollOttca(ctx, token, req);
   });
 
   app.post(`${prefix}/enroll/updb`, { schema: { querystring: EnrollQuery } }, async (req) => {

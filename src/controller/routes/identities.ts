@@ -192,8 +192,10 @@ function enrollmentsFor(ctx: ControllerContext, identityId: string, spec: Static
     return [{ ...base, method: 'updb', username: spec.updb }];
   }
   if (spec.ottca !== undefined) {
-    // 3rd-party CAs arrive with the external-CA work; until then no CA id can match.
-    throw new EdgeError('ERR_NOT_FOUND', `certificate authority ${spec.ottca} not found`);
+    const ca = ctx.store.cas.get(spec.ottca);
+    if (ca === undefined) throw new EdgeError('ERR_NOT_FOUND', `certificate authority ${spec.ottca} not found`);
+    if (!ca.isOttCaEnrollmentEnabled) throw new EdgeError('ERR_INVALID_ARGUMENT', `CA "${ca.name}" does not allow ottca enrollment (isOttCaEnrollmentEnabled is false)`);
+    return [{ ...base, method: 'ottca', caId: ca.id }];
   }
   return [{ ...base, method: 'ott' }];
 }

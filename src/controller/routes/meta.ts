@@ -33,6 +33,7 @@ export function registerMetaRoutes(app: FastifyInstance, ctx: ControllerContext,
       enrollments: store.enrollments.getCount(),
       apiSessions: store.countSessions(),
       authenticators: store.authenticators.getCount(),
+      cas: store.cas.getCount(),
     });
   });
 }
