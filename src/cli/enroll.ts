@@ -20,6 +20,7 @@ Options:
   --out FILE            identity file to write                                        [required for ott]
   --key-type TYPE       ec-p256 | ec-p384 | rsa-2048 | ed25519                          [ec-p256]
   --password-file FILE  updb tokens: the password to set for the username
+  --cert FILE --key FILE  ottca tokens: this device's certificate and key from the 3rd-party CA
   -h, --help            this help
 
 Example:
@@ -32,7 +33,7 @@ export const enrollCommand: Command = {
   summary: 'enroll this device from a one-time token (key made locally)',
   help: HELP,
   async run(argv) {
-    const { values } = parse(argv, { jwt: { type: 'string' }, out: { type: 'string' }, 'key-type': { type: 'string' }, 'password-file': { type: 'string' } }, 'enroll');
+    const { values } = parse(argv, { jwt: { type: 'string' }, out: { type: 'string' }, 'key-type': { type: 'string' }, 'password-file': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } }, 'enroll');
     if (values.help === true) { out(HELP); return 0; }
     const jwtFile = str(values.jwt);
     if (jwtFile === undefined) throw new EdgeError('ERR_USAGE', '--jwt FILE is required\nRun "ztedge enroll --help" for usage.');
@@ -48,7 +49,7 @@ export const enrollCommand: Command = {
     const password = passwordFile === undefined ? undefined : (await fs.readFile(passwordFile, 'utf8')).replace(/\r?\n$/, '');
     const outFile = str(values.out) ?? (password !== undefined ? 'unused.json' : undefined);
     if (outFile === undefined) throw new EdgeError('ERR_USAGE', '--out NAME.json is required\nRun "ztedge enroll --help" for usage.');
-    const result = await enroll({ jwt, out: outFile, keyAlgorithm: keyType, password });
+    const result = await enroll({ jwt, out: outFile, keyAlgorithm: keyType, password, certFile: str(values.cert), keyFile: str(values.key) });
     if (result.method === 'updb') {
       out(`Enrolled identity ${result.identityId}: its password is set; log in with "ztedge edge login URL -u USERNAME".`);
       return 0;
@@ -56,7 +57,7 @@ export const enrollCommand: Command = {
     const p = identityPaths(outFile);
     out(`Enrolled identity ${result.identityId}`);
     out(`  identity file: ${p.json}`);
-    out(`  certificate:   ${p.cert}`);
+    out(`  certificate:   ${result.method === 'ottca' ? str(values.cert) : p.cert}`);
     out(`  key:           ${result.keyRef ?? p.key}${result.keyCreated === false ? ' (existing key reused)' : ''}`);
     out(`  CA bundle:     ${p.ca}`);
     return 0;

@@ -10,7 +10,7 @@
  *      write the identity file; updb: set the password.
  */
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
 import { EdgeError } from '../errors.js';
@@ -88,6 +88,9 @@ export interface EnrollOptions {
   keyAlgorithm?: KeyAlgorithm;
   /** updb: the password to set. */
   password?: string;
+  /** ottca: the 3rd-party CA's certificate (chain) and key files for this device. */
+  certFile?: string;
+  keyFile?: string;
 }
 
 export interface EnrollResult {
@@ -111,7 +114,7 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
     throw new EdgeError('ERR_JWT_INVALID', `the enrollment token expired at ${token.expiresAt.toISOString()}; ask for a new one`);
   }
   const paths = identityPaths(opts.out);
-  if (token.method === 'ott' && existsSync(paths.json)) {
+  if (token.method !== 'updb' && existsSync(paths.json)) {
     throw new EdgeError('ERR_USAGE', `${paths.json} already exists; choose another --out or remove it first`);
   }
   const ca = await bootstrapTrust(token);
@@ -123,7 +126,8 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
     jsonOf(res);
     return { method: 'updb', identityId: token.subject };
   }
-  if (token.method !== 'ott') throw new EdgeError('ERR_JWT_INVALID', `enrollment method "${token.method}" is not supported by this client (ott, updb)`);
+  if (token.method === 'ottca') return enrollOttca(token, url, ca, paths, opts);
+  if (token.method !== 'ott') throw new EdgeError('ERR_JWT_INVALID', `enrollment method "${token.method}" is not supported by this client (ott, ottca, updb)`);
 
   let keyCreated = false;
   let store = opts.keyStore;
@@ -150,4 +154,28 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
     id: { cert: fileRef(paths.cert), key: store.ref, ca: fileRef(paths.ca) },
   });
   return { method: 'ott', identityId: token.subject, identityFile: paths.json, keyRef: store.ref, keyCreated };
+}
+
+/** ottca: authenticate the enrollment with the device's existing 3rd-party certificate; no new key. */
+async function enrollOttca(token: EnrollmentToken, url: string, ca: string, paths: ReturnType<typeof identityPaths>, opts: EnrollOptions): Promise<EnrollResult> {
+  if (opts.certFile === undefined || opts.keyFile === undefined) {
+    throw new EdgeError('ERR_USAGE', 'this token enrolls with a certificate from a 3rd-party CA: give --cert FILE and --key FILE');
+  }
+  let certPem: string;
+  let keyPem: string;
+  try {
+    certPem = await fs.readFile(opts.certFile, 'utf8');
+    keyPem = await fs.readFile(opts.keyFile, 'utf8');
+  } catch (err) {
+    throw new EdgeError('ERR_USAGE', `cannot read the certificate or key: ${(err as Error).message}`);
+  }
+  const res = await request(url, { ca, cert: certPem, key: keyPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  jsonOf(res);
+  await writeFileAtomic(paths.ca, ca, 0o644);
+  await writeIdentityFile(paths.json, {
+    ztAPI: token.issuer,
+    ztAPIs: [token.issuer],
+    id: { cert: fileRef(resolve(opts.certFile)), key: fileRef(resolve(opts.keyFile)), ca: fileRef(paths.ca) },
+  });
+  return { method: 'ottca', identityId: token.subject, identityFile: paths.json, keyRef: fileRef(resolve(opts.keyFile)), keyCreated: false };
 }

@@ -115,3 +115,35 @@ test('register, verify and enroll through a 3rd-party CA', async () => {
   const gone = (await api(ctrl, 'GET', `${M}/identities/${id.body.data.id}`, { token })).body.data;
   assert.deepEqual(gone.authenticators, {});
 });
+
+test('the same flow from the command line', async () => {
+  const { runCli } = await import('../helpers/controller.js');
+  const env = { ZTEDGE_CONFIG_DIR: join(dir, 'cfg') };
+  const cli = (...args: string[]) => runCli(args, env, dir);
+  assert.equal(cli('edge', 'login', ctrl.url, '-u', 'admin', '-p', ctrl.adminPassword, '-y').code, 0);
+  const factory = makeCa('factory-ca');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(join(dir, 'factory.pem'), factory.certPem);
+  const c = cli('edge', 'create', 'ca', 'factory', 'factory.pem', '--identity-roles', 'sensors');
+  assert.equal(c.code, 0, c.stderr);
+  const vt = /CN=(\S+) with this CA/.exec(c.stdout)![1]!;
+  const proof = factory.issue(vt);
+  writeFileSync(join(dir, 'proof.pem'), proof.certPem);
+  const v = cli('edge', 'verify', 'ca', 'factory', '--cert', 'proof.pem');
+  assert.equal(v.code, 0, v.stderr);
+  assert.match(cli('edge', 'list', 'cas').stdout, /factory\s+true\s+true\s+true/);
+  assert.equal(cli('edge', 'create', 'identity', 'device', 'sensor-9', '--ottca', 'factory', '-o', 'sensor-9.jwt').code, 0);
+  const dev = factory.issue('sensor-9');
+  writeFileSync(join(dir, 'sensor-9.crt'), dev.certPem);
+  writeFileSync(join(dir, 'sensor-9.key'), dev.keyPem);
+  const noCert = cli('enroll', '--jwt', 'sensor-9.jwt', '--out', 'sensor-9.json');
+  assert.equal(noCert.code, 2);
+  assert.match(noCert.stderr, /--cert FILE and --key FILE/);
+  const e = cli('enroll', '--jwt', 'sensor-9.jwt', '--out', 'sensor-9.json', '--cert', 'sensor-9.crt', '--key', 'sensor-9.key');
+  assert.equal(e.code, 0, e.stderr);
+  const idFile = JSON.parse(readFileSync(join(dir, 'sensor-9.json'), 'utf8'));
+  assert.equal(idFile.id.cert, `file://${join(dir, 'sensor-9.crt')}`);
+  assert.match(cli('edge', 'list', 'identities', 'name="sensor-9"').stdout, /sensor-9\s+Device.*cert/);
+  assert.equal(cli('edge', 'delete', 'ca', 'factory').code, 0);
+  assert.match(cli('edge', 'list', 'cas').stdout, /results: 0/);
+});

@@ -98,6 +98,15 @@ export class ManagementClient {
     return jsonOf<T>(res);
   }
 
+  /** Sends a text/plain body (PEM) and expects a JSON envelope back. */
+  async callText<T = unknown>(method: string, path: string, text: string): Promise<T> {
+    const res = await request(`${this.state.url}${MANAGEMENT}${path}`, {
+      ...this.trust, method, headers: { 'zt-session': this.state.token, accept: 'application/json', 'content-type': 'text/plain' }, body: text,
+    });
+    if (res.status === 401) throw new EdgeError('ERR_REMOTE', 'the session has expired or ended: run "ztedge edge login" again');
+    return jsonOf<T>(res);
+  }
+
   async list<T = Record<string, unknown>>(collection: string, filter?: string): Promise<T[]> {
     const all: T[] = [];
     for (let offset = 0; ; offset += 500) {

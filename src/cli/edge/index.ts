@@ -20,10 +20,15 @@ Manage the overlay through the controller's management API.
   create identity [device|service|user] NAME          new identity with a one-time enrollment token
         --role-attributes a,b   --admin   --updb USERNAME   --external-id ID
         -o FILE (write the enrollment JWT)   --qr (print it as a QR code)
+        --ottca CA_NAME_OR_ID (enroll with a certificate from a registered 3rd-party CA)
+  create ca NAME CERT.pem [--identity-roles a,b] [--no-auth] [--no-ottca]   register a 3rd-party CA
+  verify ca NAME|ID --cert PROOF.pem                  prove the CA's key: a cert with CN = its verificationToken
   list identities [FILTER]                            e.g. 'name contains "plc"'
   list enrollments [FILTER]
+  list cas [FILTER]
   list summary
   delete identity NAME|ID
+  delete ca NAME|ID
   delete enrollment ID | where FILTER                 e.g. delete enrollment where 'identity="ID"'
 
   --json   print JSON instead of a table (list)
@@ -32,13 +37,15 @@ Examples:
   ztedge edge login https://127.0.0.1:1280 -u admin --password-file ./data/admin.password -y
   ztedge edge create identity device plc-7 --role-attributes plc,line1 -o plc-7.jwt
   ztedge edge list identities 'roleAttributes contains "plc"'
-  ztedge edge delete identity plc-7`;
+  ztedge edge delete identity plc-7
+  ztedge edge create ca plant-ca plant-ca.pem && ztedge edge verify ca plant-ca --cert proof.pem`;
 
 const OPTIONS = {
   username: { type: 'string', short: 'u' }, password: { type: 'string', short: 'p' }, 'password-file': { type: 'string' },
   file: { type: 'string' }, ca: { type: 'string' }, yes: { type: 'boolean', short: 'y' },
   'role-attributes': { type: 'string', short: 'a' }, admin: { type: 'boolean' }, updb: { type: 'string' },
-  'external-id': { type: 'string' }, output: { type: 'string', short: 'o' }, qr: { type: 'boolean' }, json: { type: 'boolean' },
+  'external-id': { type: 'string' }, ottca: { type: 'string' }, cert: { type: 'string' },
+  'identity-roles': { type: 'string' }, 'no-auth': { type: 'boolean' }, 'no-ottca': { type: 'boolean' }, output: { type: 'string', short: 'o' }, qr: { type: 'boolean' }, json: { type: 'boolean' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -59,6 +66,7 @@ export const edgeCommand: Command = {
       case 'create': return doCreate(noun, rest, values);
       case 'list': return doList(noun, rest, values);
       case 'delete': return doDelete(noun, rest);
+      case 'verify': return doVerify(noun, rest, values);
       default: throw new EdgeError('ERR_USAGE', `unknown verb "${verb}"\nRun "ztedge edge --help" for usage.`);
     }
   },
@@ -116,8 +124,43 @@ async function doLogout(): Promise<number> {
   return 0;
 }
 
+async function findOne(client: ManagementClient, collection: string, key: string, what: string): Promise<Row> {
+  const byName = await client.list<Row>(collection, `name = ${JSON.stringify(key)}`);
+  const found = byName[0] ?? (await client.list<Row>(collection, `id = ${JSON.stringify(key)}`))[0];
+  if (found === undefined) throw new EdgeError('ERR_USAGE', `no ${what} named or with id "${key}"`);
+  return found;
+}
+
+async function doCreateCa(rest: string[], v: Values): Promise<number> {
+  const [name, certFile] = rest;
+  if (name === undefined || certFile === undefined || rest.length !== 2) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create ca NAME CERT.pem [--identity-roles a,b] [--no-auth] [--no-ottca]');
+  const certPem = await readSecretFile(certFile);
+  const client = await ManagementClient.fromState();
+  const roles = str(v['identity-roles'])?.split(',').map((a) => a.trim()).filter((a) => a !== '') ?? [];
+  const created = await client.call<{ id: string }>('POST', '/cas', {
+    name, certPem, identityRoles: roles, isAutoCaEnrollmentEnabled: false,
+    isOttCaEnrollmentEnabled: v['no-ottca'] !== true, isAuthEnabled: v['no-auth'] !== true,
+  });
+  const ca = await client.call<{ verificationToken: string; fingerprint: string }>('GET', `/cas/${created.id}`);
+  out(`New CA ${name} created with id: ${created.id} (fingerprint ${ca.fingerprint})`);
+  out(`Not yet verified. Prove you hold its key: sign a certificate with CN=${ca.verificationToken} with this CA, then`);
+  out(`  ztedge edge verify ca ${name} --cert proof.pem`);
+  return 0;
+}
+
+async function doVerify(noun: string | undefined, rest: string[], v: Values): Promise<number> {
+  const certFile = str(v.cert);
+  if (noun !== 'ca' || rest.length !== 1 || certFile === undefined) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge verify ca NAME|ID --cert PROOF.pem');
+  const client = await ManagementClient.fromState();
+  const ca = await findOne(client, 'cas', rest[0]!, 'CA');
+  await client.callText('POST', `/cas/${String(ca.id)}/verify`, await readSecretFile(certFile));
+  out(`CA ${String(ca.name)} verified`);
+  return 0;
+}
+
 async function doCreate(noun: string | undefined, rest: string[], v: Values): Promise<number> {
-  if (noun !== 'identity') throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}": this version creates identities\nRun "ztedge edge --help" for usage.`);
+  if (noun === 'ca') return doCreateCa(rest, v);
+  if (noun !== 'identity') throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca)\nRun "ztedge edge --help" for usage.`);
   let type = 'Default';
   let name = rest[0];
   if (rest.length >= 2 && IDENTITY_TYPES[rest[0]!.toLowerCase()] !== undefined) {
@@ -128,17 +171,19 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
     throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create identity [device|service|user] NAME [options]');
   }
   const updb = str(v.updb);
+  const ottcaKey = str(v.ottca);
   const attrs = str(v['role-attributes'])?.split(',').map((a) => a.trim()).filter((a) => a !== '') ?? [];
   const body: Record<string, unknown> = {
     name, type, isAdmin: v.admin === true, roleAttributes: attrs,
     enrollment: updb !== undefined ? { updb } : { ott: true },
   };
+  const client = await ManagementClient.fromState();
+  if (ottcaKey !== undefined) body.enrollment = { ottca: String((await findOne(client, 'cas', ottcaKey, 'CA')).id) };
   const externalId = str(v['external-id']);
   if (externalId !== undefined) body.externalId = externalId;
-  const client = await ManagementClient.fromState();
   const created = await client.call<{ id: string }>('POST', '/identities', body);
   const detail = await client.call<{ enrollment: Record<string, { jwt: string; expiresAt: string }> }>('GET', `/identities/${created.id}`);
-  const enrollment = detail.enrollment[updb !== undefined ? 'updb' : 'ott'];
+  const enrollment = detail.enrollment[updb !== undefined ? 'updb' : ottcaKey !== undefined ? 'ottca' : 'ott'];
   out(`New identity ${name} created with id: ${created.id}`);
   if (enrollment !== undefined) {
     const output = str(v.output);
@@ -181,13 +226,19 @@ async function doList(noun: string | undefined, rest: string[], v: Values): Prom
       table(rows, [['ID', (r) => r.id], ['METHOD', (r) => r.method], ['IDENTITY', (r) => (r.identity as Row).name], ['IDENTITY ID', (r) => r.identityId], ['EXPIRES AT', (r) => r.expiresAt]]);
       return 0;
     }
+    case 'cas': case 'ca': {
+      const rows = await client.list<Row>('cas', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['VERIFIED', (r) => r.isVerified], ['AUTH', (r) => r.isAuthEnabled], ['OTTCA', (r) => r.isOttCaEnrollmentEnabled], ['FINGERPRINT', (r) => r.fingerprint]]);
+      return 0;
+    }
     case 'summary': {
       const data = await client.call<Record<string, number>>('GET', '/summary');
       if (v.json === true) { out(JSON.stringify(data, null, 2)); return 0; }
       table(Object.entries(data).map(([k, n]) => ({ k, n })), [['ENTITY', (r) => r.k], ['COUNT', (r) => r.n]]);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, summary)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, summary)`);
   }
 }
 
@@ -197,9 +248,7 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
     case 'identity': {
       const key = rest[0];
       if (key === undefined || rest.length !== 1) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge delete identity NAME|ID');
-      const byName = await client.list<Row>('identities', `name = ${JSON.stringify(key)}`);
-      const target = byName[0] ?? (await client.list<Row>('identities', `id = ${JSON.stringify(key)}`))[0];
-      if (target === undefined) throw new EdgeError('ERR_USAGE', `no identity named or with id "${key}"`);
+      const target = await findOne(client, 'identities', key, 'identity');
       await client.call('DELETE', `/identities/${String(target.id)}`);
       out(`Deleted identity ${String(target.name)} (${String(target.id)})`);
       return 0;
@@ -218,6 +267,13 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted ${ids.length} enrollment(s)`);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment)`);
+    case 'ca': {
+      if (rest.length !== 1) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge delete ca NAME|ID');
+      const ca = await findOne(client, 'cas', rest[0]!, 'CA');
+      await client.call('DELETE', `/cas/${String(ca.id)}`);
+      out(`Deleted CA ${String(ca.name)} (${String(ca.id)})`);
+      return 0;
+    }
+    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca)`);
   }
 }
