@@ -85,5 +85,6 @@ export function isEdgeError(err: unknown): err is EdgeError {
 
 /** HTTP status to answer for an error code; local codes and unknown errors are 500. */
 export function httpStatusOf(code: string): number {
-  return (HTTP_STATUS as Record<string, number>)[code] ?? 500;
+  // Own keys only: "constructor" and friends would otherwise answer with an Object.prototype member.
+  return Object.hasOwn(HTTP_STATUS, code) ? (HTTP_STATUS as Record<string, number>)[code]! : 500;
 }

@@ -37,7 +37,7 @@ export function createHttpApp(ctx: ControllerContext): FastifyInstance {
   app.setErrorHandler((err: FastifyError | EdgeError | Error, req: FastifyRequest, reply: FastifyReply) => {
     const { code, message } = toApiError(err);
     const status = httpStatusOf(code);
-    if (status >= 500) ctx.log.error({ err, url: req.url, method: req.method }, 'request failed');
+    if (status >= 500) ctx.log.error({ err, url: req.url, method: req.method, requestId: String(req.id) }, 'request failed');
     else ctx.log.debug({ code, url: req.url, method: req.method }, 'request refused');
     void reply.status(status).send({ error: { code, message, requestId: String(req.id) }, meta: {} });
   });

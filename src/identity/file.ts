@@ -53,6 +53,8 @@ export async function loadIdentityFile(path: string): Promise<LoadedIdentity> {
   } catch (err) {
     throw new EdgeError('ERR_IDENTITY_FILE', `${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
+  // `null` is valid JSON, and reading a field of it would throw a TypeError instead of this coded error.
+  if (doc === null || typeof doc !== 'object') throw new EdgeError('ERR_IDENTITY_FILE', `${path} must hold a JSON object`);
   const apiUrl = doc.ztAPIs?.[0] ?? doc.ztAPI;
   if (typeof apiUrl !== 'string' || !/^https:\/\//.test(apiUrl)) throw new EdgeError('ERR_IDENTITY_FILE', `${path}: "ztAPI" must be an https:// URL`);
   const id = doc.id;
