@@ -16,6 +16,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { EdgeError } from '../errors.js';
 import { x509 } from '../keys/x509.js';
+import { checkCsr, ClientCertIssuer, type IssuedCert } from './issuer.js';
 import type { Logger } from '../log/index.js';
 
 const DAY_MS = 86_400_000;
@@ -25,14 +26,8 @@ const SKEW_MS = 5 * 60_000;
 
 interface KeyPairFiles { keyPem: string; certPem: string }
 
-export interface IssuedCert {
-  /** The leaf certificate, PEM. */
-  certPem: string;
-  /** Leaf then intermediate, PEM: what a client presents. */
-  chainPem: string;
-  /** Lower-case hex SHA-1 of the leaf's DER (OpenZiti's authenticator fingerprint). */
-  fingerprint: string;
-}
+export type { IssuedCert } from './issuer.js';
+export { checkKeyStrength } from './issuer.js';
 
 export class Pki {
   readonly root: X509Certificate;
@@ -47,12 +42,9 @@ export class Pki {
   readonly caBundlePem: string;
   /** Base64 DER PKCS#7 certs-only of the CA bundle, as served by EST `/cacerts` (RFC 7030 §4.1.3). */
   readonly cacertsBase64: string;
-  private readonly signingKey: CryptoKey;
-  /** The intermediate's subject as @peculiar/x509 writes it, so issuer and subject bytes match. */
-  private readonly issuerName: string;
-  private readonly authorityKeyId: x509.AuthorityKeyIdentifierExtension;
+  private readonly issuer: ClientCertIssuer;
 
-  private constructor(root: KeyPairFiles, intermediate: KeyPairFiles, server: KeyPairFiles, signingKey: CryptoKey) {
+  private constructor(root: KeyPairFiles, intermediate: KeyPairFiles, server: KeyPairFiles) {
     this.root = new X509Certificate(root.certPem);
     this.intermediate = new X509Certificate(intermediate.certPem);
     this.server = new X509Certificate(server.certPem);
@@ -60,9 +52,7 @@ export class Pki {
     this.serverKey = createPrivateKey(server.keyPem);
     this.serverChainPem = normalizePem(server.certPem) + normalizePem(intermediate.certPem);
     this.caBundlePem = normalizePem(root.certPem) + normalizePem(intermediate.certPem);
-    this.signingKey = signingKey;
-    this.issuerName = new x509.X509Certificate(intermediate.certPem).subject;
-    this.authorityKeyId = new x509.AuthorityKeyIdentifierExtension(subjectKeyIdOf(intermediate.certPem));
+    this.issuer = new ClientCertIssuer(intermediate.certPem, createPrivateKey(intermediate.keyPem));
     const bundle = new x509.X509Certificates([new x509.X509Certificate(root.certPem), new x509.X509Certificate(intermediate.certPem)]);
     this.cacertsBase64 = wrap64(Buffer.from(bundle.export('raw')).toString('base64'));
   }
@@ -90,7 +80,7 @@ export class Pki {
       server = await issueServerCert(pkiDir, intermediate, signingKey, hosts);
       log.info({ hosts }, 'issued controller server certificate');
     }
-    return new Pki(root, intermediate, server, signingKey);
+    return new Pki(root, intermediate, server);
   }
 
   /**
@@ -99,84 +89,14 @@ export class Pki {
    * ERR_CSR_WEAK_KEY; the CSR's subject is ignored (the CN is always the id).
    */
   async issueClientCert(csrPem: string, identityId: string, validityDays: number): Promise<IssuedCert> {
-    const csr = parseCsr(csrPem);
-    checkKeyStrength(Buffer.from(csr.publicKey.rawData));
-    let valid = false;
-    try {
-      valid = await csr.verify();
-    } catch (err) {
-      throw new EdgeError('ERR_CSR_INVALID', `the CSR signature cannot be checked: ${(err as Error).message}`, { cause: err });
-    }
-    if (!valid) throw new EdgeError('ERR_CSR_INVALID', 'the CSR signature does not verify with its public key');
-    return this.issue(csr.publicKey, identityId, validityDays);
-  }
-
-  private async issue(publicKey: x509.PublicKey, identityId: string, validityDays: number): Promise<IssuedCert> {
-    const now = Date.now();
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serialHex(),
-      issuer: this.issuerName,
-      subject: `CN=${escapeDnValue(identityId)}, O=ztedge`,
-      notBefore: new Date(now - SKEW_MS),
-      notAfter: new Date(now + validityDays * DAY_MS),
-      publicKey,
-      signingKey: this.signingKey,
-      signingAlgorithm: EC_SIGN,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement | x509.KeyUsageFlags.keyEncipherment, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-        new x509.SubjectKeyIdentifierExtension(Buffer.from(await publicKey.getKeyIdentifier()).toString('hex')),
-        this.authorityKeyId,
-      ],
-    });
-    const certPem = cert.toString('pem') + '\n';
-    return {
-      certPem,
-      chainPem: certPem + normalizePem(this.intermediate.toString()),
-      fingerprint: createHash('sha1').update(Buffer.from(cert.rawData)).digest('hex'),
-    };
+    const csr = checkCsr(csrPem);
+    return this.issuer.issue(csr.parsed, csr.spki, identityId, validityDays);
   }
 }
 
 /** Lower-case hex SHA-1 of a certificate's DER. */
 export function certFingerprint(der: Buffer): string {
   return createHash('sha1').update(der).digest('hex');
-}
-
-function parseCsr(pem: string): x509.Pkcs10CertificateRequest {
-  const text = pem.trim();
-  if (!text.startsWith('-----BEGIN CERTIFICATE REQUEST-----') && !text.startsWith('-----BEGIN NEW CERTIFICATE REQUEST-----')) {
-    throw new EdgeError('ERR_CSR_INVALID', 'the body is not a PEM certificate signing request (expected -----BEGIN CERTIFICATE REQUEST-----)');
-  }
-  try {
-    return new x509.Pkcs10CertificateRequest(text.replace(/NEW CERTIFICATE REQUEST/g, 'CERTIFICATE REQUEST'));
-  } catch (err) {
-    throw new EdgeError('ERR_CSR_INVALID', `the CSR cannot be parsed: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** Accepts EC P-256/P-384/P-521, RSA ≥ 2048 bits and Ed25519; refuses anything weaker or unknown. */
-export function checkKeyStrength(spki: Buffer): void {
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  } catch (err) {
-    throw new EdgeError('ERR_CSR_WEAK_KEY', 'the CSR public key is of a type or curve that is not accepted (use EC P-256)', { cause: err });
-  }
-  const d = key.asymmetricKeyDetails ?? {};
-  switch (key.asymmetricKeyType) {
-    case 'ec':
-      if (['prime256v1', 'secp384r1', 'secp521r1'].includes(d.namedCurve ?? '')) return;
-      throw new EdgeError('ERR_CSR_WEAK_KEY', `EC curve ${d.namedCurve ?? 'unknown'} is not accepted (use P-256, P-384 or P-521)`);
-    case 'rsa':
-      if ((d.modulusLength ?? 0) >= 2048) return;
-      throw new EdgeError('ERR_CSR_WEAK_KEY', `RSA key of ${d.modulusLength ?? 0} bits is too weak (2048 bits at least)`);
-    case 'ed25519':
-      return;
-    default:
-      throw new EdgeError('ERR_CSR_WEAK_KEY', `key type ${key.asymmetricKeyType ?? 'unknown'} is not accepted`);
-  }
 }
 
 async function createCas(dir: string, pkiDir: string, log: Logger): Promise<void> {

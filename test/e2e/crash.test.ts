@@ -17,6 +17,7 @@ after(() => removeDir(dir));
 test('kill -9 during writes loses nothing that was answered', async () => {
   const dataDir = join(dir, 'ctrl');
   const first = await startControllerProcess(dataDir);
+  after(() => first.stop('SIGKILL'));
   const token = await adminToken(first);
   const csr = await createCsr(FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem'), 'CN=x');
 
