@@ -113,6 +113,10 @@ export class Store {
   private readonly enrollmentByToken: Database<string, string>;
   private readonly authByFingerprint: Database<string, string>;
   private readonly authByUsername: Database<string, string>;
+  /** Per-identity indexes (duplicate keys): identity id → enrollment id / authenticator id / session token. */
+  private readonly enrollmentsByIdentity: Database<string, string>;
+  private readonly authenticatorsByIdentity: Database<string, string>;
+  private readonly sessionsByIdentity: Database<string, string>;
   private readonly usedTokens: Database<UsedTokenRecord, string>;
   private readonly meta: Database<unknown, string>;
 
@@ -137,6 +141,10 @@ export class Store {
     this.enrollmentByToken = db('idx.enrollment.token');
     this.authByFingerprint = db('idx.authenticator.fingerprint');
     this.authByUsername = db('idx.authenticator.username');
+    const multi = (name: string) => this.root.openDB<string, string>({ name, dupSort: true });
+    this.enrollmentsByIdentity = multi('idx.enrollment.identity');
+    this.authenticatorsByIdentity = multi('idx.authenticator.identity');
+    this.sessionsByIdentity = multi('idx.session.identity');
     this.usedTokens = db('usedTokens');
     this.meta = db('meta');
   }
@@ -170,6 +178,16 @@ export class Store {
 
   identityIdByExternalId(externalId: string): string | undefined {
     return this.identityByExternalId.get(externalId);
+  }
+
+  /** One page of identities in name order, read through the name index (no full scan). */
+  identitiesPage(offset: number, limit: number): { items: IdentityRecord[]; total: number } {
+    const items: IdentityRecord[] = [];
+    for (const { value: id } of this.identityByName.getRange({ offset, limit })) {
+      const i = this.identities.get(id);
+      if (i !== undefined) items.push(i);
+    }
+    return { items, total: this.identities.getCount() };
   }
 
   listIdentities(): IdentityRecord[] {
@@ -226,7 +244,7 @@ export class Store {
     return this.write(() => {
       const identity = this.identities.get(id);
       if (identity === undefined) return false;
-      for (const s of this.sessionsOf(id)) void this.apiSessions.remove(s.token);
+      for (const s of this.sessionsOf(id)) this.removeSessionRecord(s.token);
       for (const a of this.authenticatorsOf(id)) this.removeAuthenticator(a);
       for (const e of this.enrollmentsOf(id)) this.removeEnrollment(e);
       void this.mfa.remove(id);
@@ -244,7 +262,16 @@ export class Store {
   }
 
   enrollmentsOf(identityId: string): EnrollmentRecord[] {
-    return this.listEnrollments().filter((e) => e.identityId === identityId);
+    return this.lookup(this.enrollmentsByIdentity, identityId, this.enrollments);
+  }
+
+  private lookup<T>(index: Database<string, string>, identityId: string, records: Database<T, string>): T[] {
+    const out: T[] = [];
+    for (const key of index.getValues(identityId)) {
+      const r = records.get(key);
+      if (r !== undefined) out.push(r);
+    }
+    return out;
   }
 
   enrollmentForToken(token: string): EnrollmentRecord | undefined {
@@ -296,11 +323,13 @@ export class Store {
   private putEnrollment(e: EnrollmentRecord): void {
     void this.enrollments.put(e.id, e);
     void this.enrollmentByToken.put(e.token, e.id);
+    void this.enrollmentsByIdentity.put(e.identityId, e.id);
   }
 
   private removeEnrollment(e: EnrollmentRecord): void {
     void this.enrollments.remove(e.id);
     void this.enrollmentByToken.remove(e.token);
+    void this.enrollmentsByIdentity.remove(e.identityId, e.id);
   }
 
   // ---- authenticators ---------------------------------------------------
@@ -310,7 +339,7 @@ export class Store {
   }
 
   authenticatorsOf(identityId: string): AuthenticatorRecord[] {
-    return this.listAuthenticators().filter((a) => a.identityId === identityId);
+    return this.lookup(this.authenticatorsByIdentity, identityId, this.authenticators);
   }
 
   authenticatorByFingerprint(fingerprint: string): AuthenticatorRecord | undefined {
@@ -334,12 +363,14 @@ export class Store {
 
   private putAuthenticator(a: AuthenticatorRecord): void {
     void this.authenticators.put(a.id, a);
+    void this.authenticatorsByIdentity.put(a.identityId, a.id);
     if (a.username !== null) void this.authByUsername.put(a.username, a.id);
     if (a.fingerprint !== null) void this.authByFingerprint.put(a.fingerprint, a.id);
   }
 
   private removeAuthenticator(a: AuthenticatorRecord): void {
     void this.authenticators.remove(a.id);
+    void this.authenticatorsByIdentity.remove(a.identityId, a.id);
     if (a.username !== null) void this.authByUsername.remove(a.username);
     if (a.fingerprint !== null) void this.authByFingerprint.remove(a.fingerprint);
   }
@@ -388,7 +419,7 @@ export class Store {
   // ---- API sessions -----------------------------------------------------
 
   sessionsOf(identityId: string): ApiSessionRecord[] {
-    return [...this.apiSessions.getRange().map((e) => e.value)].filter((s) => s.identityId === identityId);
+    return this.lookup(this.sessionsByIdentity, identityId, this.apiSessions);
   }
 
   countSessions(): number {
@@ -400,7 +431,15 @@ export class Store {
     return this.write(() => {
       if (this.identities.get(s.identityId) === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'identity no longer exists');
       void this.apiSessions.put(s.token, s);
+      void this.sessionsByIdentity.put(s.identityId, s.token);
     });
+  }
+
+  private removeSessionRecord(token: string): void {
+    const s = this.apiSessions.get(token);
+    if (s === undefined) return;
+    void this.apiSessions.remove(token);
+    void this.sessionsByIdentity.remove(s.identityId, token);
   }
 
   /** Activity updates are best-effort: not flushed before the request proceeds. */
@@ -409,7 +448,7 @@ export class Store {
   }
 
   removeSession(token: string): Promise<void> {
-    return this.write(() => { void this.apiSessions.remove(token); });
+    return this.write(() => { this.removeSessionRecord(token); });
   }
 
   async close(): Promise<void> {

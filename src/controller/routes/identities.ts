@@ -71,24 +71,32 @@ export function page<T>(all: T[], query: Static<typeof ListQuery>, fields: Recor
   return { items: matching.slice(offset, offset + limit), total: matching.length, limit, offset };
 }
 
+/** Pagination straight from an ordered index, for unfiltered lists. */
+function pageOfIndex<T>(query: Static<typeof ListQuery>, read: (offset: number, limit: number) => { items: T[]; total: number }): { items: T[]; total: number; limit: number; offset: number } {
+  const limit = Math.min(query.limit === undefined ? 10 : Number(query.limit), 500);
+  const offset = query.offset === undefined ? 0 : Number(query.offset);
+  return { ...read(offset, limit), limit, offset };
+}
+
 export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string): void {
   const { store } = ctx;
 
-  const hasSession = (): Set<string> => new Set([...store.apiSessions.getRange().map((e) => e.value.identityId)]);
+  const hasSession = (id: string): boolean => store.sessionsOf(id).length > 0;
 
   app.get(`${prefix}/identities`, { schema: { querystring: ListQuery } }, async (req) => {
     requireAdmin(ctx, req);
-    const all = store.listIdentities().sort((a, b) => a.name.localeCompare(b.name));
-    const p = page(all, req.query as Static<typeof ListQuery>, IDENTITY_FIELDS);
-    const sessions = hasSession();
-    const data = await Promise.all(p.items.map((i) => presentIdentity(ctx, i, sessions.has(i.id))));
+    const query = req.query as Static<typeof ListQuery>;
+    const p = query.filter === undefined || query.filter.trim() === ''
+      ? pageOfIndex(query, (offset, limit) => store.identitiesPage(offset, limit))
+      : page(store.listIdentities().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), query, IDENTITY_FIELDS);
+    const data = await Promise.all(p.items.map((i) => presentIdentity(ctx, i, hasSession(i.id))));
     return listEnvelope(data, p.total, p.limit, p.offset, Object.keys(IDENTITY_FIELDS));
   });
 
   app.get(`${prefix}/identities/:id`, { schema: { params: IdParams } }, async (req) => {
     requireAdmin(ctx, req);
     const identity = getIdentity(ctx, (req.params as Static<typeof IdParams>).id);
-    return envelope(await presentIdentity(ctx, identity, hasSession().has(identity.id)));
+    return envelope(await presentIdentity(ctx, identity, hasSession(identity.id)));
   });
 
   app.get(`${prefix}/identities/:id/enrollments`, { schema: { params: IdParams } }, async (req) => {
