@@ -78,10 +78,11 @@ export const quickstartCommand: Command = {
       const session = jsonOf<{ identity: { name: string } }>(res);
       say(`${session.identity.name} authenticated to the client API with its certificate (mutual TLS)`);
       out('');
-      out('Try next (in another terminal):');
-      out('  ztedge edge list identities');
-      out('  ztedge edge create identity device plc-7 --role-attributes plc -o plc-7.jwt');
-      out('  ztedge enroll --jwt plc-7.jwt --out plc-7.json');
+      const z = selfCommand();
+      out(`Try next (in another terminal${z === 'ztedge' ? '' : '; "npm link" makes this just "ztedge"'}):`);
+      out(`  ${z} edge list identities`);
+      out(`  ${z} edge create identity device plc-7 --role-attributes plc -o plc-7.jwt`);
+      out(`  ${z} enroll --jwt plc-7.jwt --out plc-7.json`);
       out(`  curl -sk ${ctrl.url}/.well-known/est/cacerts | base64 -d | openssl pkcs7 -inform DER -print_certs`);
       out(`  openssl verify -CAfile ${rel(join(dataDir, `${name}.ca.pem`))} ${rel(join(dataDir, `${name}.cert.pem`))}`);
       if (values.exit === true) return 0;
@@ -95,3 +96,12 @@ export const quickstartCommand: Command = {
     }
   },
 };
+
+/** How to call this binary from the user's shell: `ztedge` if it is on PATH, else `node <bundle>`. */
+function selfCommand(): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir !== '' && existsSync(join(dir, 'ztedge'))) return 'ztedge';
+  }
+  const script = process.argv[1];
+  return script === undefined ? 'ztedge' : `node ${relative(process.cwd(), script) || script}`;
+}
