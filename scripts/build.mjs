@@ -15,7 +15,7 @@ await build({
   sourcemap: 'linked',
   legalComments: 'linked',
   banner: { js: '#!/usr/bin/env node' },
-  external: ['lmdb', 'msgpackr-extract'],
+  external: ['lmdb', 'msgpackr-extract', 'pkcs11js'],
   logLevel: 'warning',
 });
 chmodSync('dist/ztedge.cjs', 0o755);

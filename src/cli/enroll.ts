@@ -2,7 +2,7 @@
 import { promises as fs } from 'node:fs';
 import { EdgeError } from '../errors.js';
 import { enroll, identityPaths } from '../identity/enroll.js';
-import type { KeyAlgorithm } from '../keys/index.js';
+import { FileKeyStore, type KeyAlgorithm, type KeyStore } from '../keys/index.js';
 import { out, parse, str, type Command } from './command.js';
 
 const HELP = `Usage: ztedge enroll --jwt FILE --out NAME.json [options]
@@ -18,13 +18,17 @@ signature; after that only the CA bundle it serves is trusted.
 Options:
   --jwt FILE            enrollment token (from "ztedge edge create identity … -o FILE")  [required]
   --out FILE            identity file to write                                        [required for ott]
-  --key-type TYPE       ec-p256 | ec-p384 | rsa-2048 | ed25519                          [ec-p256]
+  --key URI|FILE        where the key lives: a PKCS#11 URI (the key is made inside the token,
+                        e.g. 'pkcs11:token=ztedge;object=device-key?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/ztedge/pin';
+                        OpenZiti's pkcs11:///module.so?slot=…&label=… works too), or a key file   [NAME.key.pem]
+  --key-type TYPE       ec-p256 | ec-p384 | rsa-2048 | ed25519 (tokens: ec-p256, ec-p384, rsa-2048)  [ec-p256]
   --password-file FILE  updb tokens: the password to set for the username
   --cert FILE --key FILE  ottca tokens: this device's certificate and key from the 3rd-party CA
   -h, --help            this help
 
 Example:
-  ztedge enroll --jwt plc-7.jwt --out /etc/ztedge/plc-7.json`;
+  ztedge enroll --jwt plc-7.jwt --out /etc/ztedge/plc-7.json
+  ztedge enroll --jwt plc-7.jwt --out plc-7.json --key 'pkcs11:token=ztedge;object=plc-7?module-path=/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so&pin-source=file:/etc/ztedge/pin'`;
 
 const KEY_TYPES: KeyAlgorithm[] = ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096', 'ed25519'];
 
@@ -34,6 +38,7 @@ export const enrollCommand: Command = {
   help: HELP,
   async run(argv) {
     const { values } = parse(argv, { jwt: { type: 'string' }, out: { type: 'string' }, 'key-type': { type: 'string' }, 'password-file': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } }, 'enroll');
+    const keyArg = str(values.key);
     if (values.help === true) { out(HELP); return 0; }
     const jwtFile = str(values.jwt);
     if (jwtFile === undefined) throw new EdgeError('ERR_USAGE', '--jwt FILE is required\nRun "ztedge enroll --help" for usage.');
@@ -49,7 +54,28 @@ export const enrollCommand: Command = {
     const password = passwordFile === undefined ? undefined : (await fs.readFile(passwordFile, 'utf8')).replace(/\r?\n$/, '');
     const outFile = str(values.out) ?? (password !== undefined ? 'unused.json' : undefined);
     if (outFile === undefined) throw new EdgeError('ERR_USAGE', '--out NAME.json is required\nRun "ztedge enroll --help" for usage.');
-    const result = await enroll({ jwt, out: outFile, keyAlgorithm: keyType, password, certFile: str(values.cert), keyFile: str(values.key) });
+    const isOttca = str(values.cert) !== undefined;
+    let keyStore: KeyStore | undefined;
+    let keyStoreCreated: boolean | undefined;
+    if (keyArg !== undefined && !isOttca) {
+      if (keyArg.startsWith('pkcs11:')) {
+        // Made inside the token, or an existing token key; never a silent fallback to a file key.
+        const { Pkcs11KeyStore } = await import('../keys/pkcs11.js');
+        const p11 = Pkcs11KeyStore.open(keyArg, { create: true, algorithm: keyType });
+        keyStore = p11;
+        keyStoreCreated = p11.created;
+      } else {
+        const opened = await FileKeyStore.openOrCreate(keyArg, keyType);
+        keyStore = opened.store;
+        keyStoreCreated = opened.created;
+      }
+    }
+    let result;
+    try {
+      result = await enroll({ jwt, out: outFile, keyAlgorithm: keyType, password, keyStore, keyStoreCreated, certFile: str(values.cert), keyFile: isOttca ? keyArg : undefined });
+    } finally {
+      await keyStore?.close();
+    }
     if (result.method === 'updb') {
       out(`Enrolled identity ${result.identityId}: its password is set; log in with "ztedge edge login URL -u USERNAME".`);
       return 0;
@@ -58,7 +84,7 @@ export const enrollCommand: Command = {
     out(`Enrolled identity ${result.identityId}`);
     out(`  identity file: ${p.json}`);
     out(`  certificate:   ${result.method === 'ottca' ? str(values.cert) : p.cert}`);
-    out(`  key:           ${result.keyRef ?? p.key}${result.keyCreated === false ? ' (existing key reused)' : ''}`);
+    out(`  key:           ${result.keyRef ?? p.key}${result.keyCreated === false ? ' (existing key reused)' : result.keyRef?.startsWith('pkcs11:') ? ' (made inside the token, not extractable)' : ''}`);
     out(`  CA bundle:     ${p.ca}`);
     return 0;
   },

@@ -85,6 +85,8 @@ export interface EnrollOptions {
   out: string;
   /** A KeyStore to use instead of a new file key (PKCS#11 tokens). */
   keyStore?: KeyStore;
+  /** Whether `keyStore`'s key was generated for this enrollment (for the report). */
+  keyStoreCreated?: boolean;
   keyAlgorithm?: KeyAlgorithm;
   /** updb: the password to set. */
   password?: string;
@@ -129,7 +131,7 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
   if (token.method === 'ottca') return enrollOttca(token, url, ca, paths, opts);
   if (token.method !== 'ott') throw new EdgeError('ERR_JWT_INVALID', `enrollment method "${token.method}" is not supported by this client (ott, ottca, updb)`);
 
-  let keyCreated = false;
+  let keyCreated = opts.keyStoreCreated ?? false;
   let store = opts.keyStore;
   if (store === undefined) {
     const opened = await FileKeyStore.openOrCreate(paths.key, opts.keyAlgorithm ?? 'ec-p256');

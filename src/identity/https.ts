@@ -4,7 +4,11 @@
  * (trust bootstrap), or present a client certificate. Returns the whole
  * body: every answer of these APIs is small.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { PROOF_CERT_HEADER, PROOF_SIGNATURE_HEADER, signExporterProof } from '../keys/proof.js';
+import type { KeyStore } from '../keys/types.js';
 import { Agent, request as httpsRequest, type AgentOptions } from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { EdgeError, RemoteError } from '../errors.js';
@@ -32,6 +36,8 @@ export interface RequestOptions extends TrustOptions {
   headers?: Record<string, string>;
   body?: string | Buffer;
   agent?: Agent;
+  /** An already connected TLS socket to send this one request on. */
+  connection?: TLSSocket;
   timeoutMs?: number;
 }
 
@@ -58,6 +64,34 @@ function tlsOptions(trust: TrustOptions): Record<string, unknown> {
   return o;
 }
 
+/**
+ * Sends one request over a fresh TLS connection on which the client first
+ * proves possession of `key` (the certificate's key) by signing the
+ * connection's exporter value: `method=cert` for keys in a TPM or HSM.
+ */
+export async function requestWithProof(url: string, proof: { key: KeyStore; certPem: string }, opts: RequestOptions = {}): Promise<HttpResponse> {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const socket = await new Promise<TLSSocket>((resolveSocket, reject) => {
+    const s = tlsConnect({ host, port: u.port === '' ? 443 : Number(u.port), servername: isIP(host) === 0 ? host : undefined, ...tlsOptions(opts), minVersion: 'TLSv1.3' });
+    s.once('secureConnect', () => resolveSocket(s));
+    s.once('error', (err) => reject(new EdgeError('ERR_CONNECT', `cannot reach ${u.host}: ${err.message}`, { cause: err })));
+  });
+  try {
+    const signature = await signExporterProof(socket, proof.key);
+    const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(proof.certPem)?.[0];
+    if (leaf === undefined) throw new EdgeError('ERR_IDENTITY_FILE', 'the identity has no certificate');
+    const der = new X509Certificate(leaf).raw;
+    return await request(url, {
+      ...opts,
+      headers: { ...opts.headers, [PROOF_CERT_HEADER]: der.toString('base64'), [PROOF_SIGNATURE_HEADER]: signature.toString('base64') },
+      connection: socket,
+    });
+  } finally {
+    socket.destroy();
+  }
+}
+
 export function request(url: string, opts: RequestOptions = {}): Promise<HttpResponse> {
   return new Promise((resolvePromise, reject) => {
     const u = new URL(url);
@@ -74,7 +108,7 @@ export function request(url: string, opts: RequestOptions = {}): Promise<HttpRes
         port: u.port === '' ? 443 : Number(u.port),
         path: u.pathname + u.search,
         headers,
-        ...(opts.agent !== undefined ? { agent: opts.agent } : { agent: false, ...tlsOptions(opts) }),
+        ...(opts.connection !== undefined ? { createConnection: () => opts.connection } : opts.agent !== undefined ? { agent: opts.agent } : { agent: false, ...tlsOptions(opts) }),
         // The pinned check must run even with a shared agent.
         ...(opts.pinSha256 !== undefined && opts.agent !== undefined ? tlsOptions(opts) : {}),
       },

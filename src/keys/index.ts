@@ -3,3 +3,4 @@ export type { KeyAlgorithm, KeyStore } from './types.js';
 export { FileKeyStore, fileRef, generatePrivateKeyPem, algorithmOf } from './file.js';
 export { createCsr, webAlgorithmOf } from './csr.js';
 export { x509 } from './x509.js';
+export { EXPORTER_LABEL, PROOF_CERT_HEADER, PROOF_SIGNATURE_HEADER, proofMessage, signExporterProof, verifyExporterProof } from './proof.js';

@@ -14,7 +14,7 @@ import { EdgeError } from '../../errors.js';
 import { writeFileAtomic } from '../../controller/pki.js';
 import { pemBundleFromCacerts } from '../../identity/cacerts.js';
 import { loadIdentityFile } from '../../identity/file.js';
-import { jsonOf, request, type TrustOptions } from '../../identity/https.js';
+import { jsonOf, request, requestWithProof, type TrustOptions } from '../../identity/https.js';
 
 export const MANAGEMENT = '/edge/management/v1';
 
@@ -134,7 +134,19 @@ export async function login(opts: LoginOptions): Promise<{ identityName: string;
   let body: string | undefined;
   if (opts.identityFile !== undefined) {
     const id = await loadIdentityFile(opts.identityFile);
-    if (id.key.kind !== 'pem') throw new EdgeError('ERR_USAGE', 'login with a PKCS#11 key is not available yet; use a file key or a password');
+    if (id.key.kind === 'pkcs11') {
+      // The key cannot sign inside Node's TLS handshake: prove possession over the connection instead.
+      const { Pkcs11KeyStore } = await import('../../keys/pkcs11.js');
+      const key = Pkcs11KeyStore.open(id.key.uri);
+      try {
+        const res = await requestWithProof(`${opts.url}${MANAGEMENT}/authenticate?method=cert`, { key, certPem: id.certPem }, {
+          ...trust, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
+        });
+        return await saveLogin(opts, jsonOf<{ token: string; identity: { name: string } }>(res));
+      } finally {
+        await key.close();
+      }
+    }
     Object.assign(trust, { cert: id.certPem, key: id.key.pem });
     method = 'cert';
   } else {
@@ -145,7 +157,10 @@ export async function login(opts: LoginOptions): Promise<{ identityName: string;
   const res = await request(`${opts.url}${MANAGEMENT}/authenticate?method=${method}`, {
     ...trust, method: 'POST', headers: { 'content-type': 'application/json' }, body: body ?? '{}',
   });
-  const data = jsonOf<{ token: string; identity: { name: string } }>(res);
+  return saveLogin(opts, jsonOf<{ token: string; identity: { name: string } }>(res));
+}
+
+async function saveLogin(opts: LoginOptions, data: { token: string; identity: { name: string } }): Promise<{ identityName: string; state: CliState }> {
   const state: CliState = { url: opts.url, token: data.token, ca: opts.ca, username: opts.username, identityFile: opts.identityFile };
   await saveState(state);
   return { identityName: data.identity.name, state };

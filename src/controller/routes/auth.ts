@@ -8,6 +8,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { EdgeError } from '../../errors.js';
 import type { ControllerContext } from '../context.js';
 import { clientIp, peerCertificate } from '../http.js';
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { PROOF_CERT_HEADER, PROOF_SIGNATURE_HEADER, verifyExporterProof } from '../../keys/proof.js';
 import { certFingerprint } from '../pki.js';
 import { chainsToCa } from '../third-party-ca.js';
 import { hashPassword, verifyPassword } from '../passwords.js';
@@ -31,8 +34,10 @@ const INVALID = 'invalid username or password';
 
 async function authenticate(ctx: ControllerContext, req: FastifyRequest, method: 'password' | 'cert'): Promise<{ identity: IdentityRecord; authenticator: AuthenticatorRecord }> {
   if (method === 'cert') {
+    const proven = exporterProof(ctx, req);
+    if (proven !== undefined) return proven;
     const peer = peerCertificate(req);
-    if (peer === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'no client certificate was presented in the TLS handshake');
+    if (peer === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'no client certificate was presented in the TLS handshake (nor an exporter proof)');
     const authenticator = ctx.store.authenticatorByFingerprint(certFingerprint(peer.raw));
     if (!peer.authorized) {
       // Not ours: acceptable only if a registered, verified CA with auth enabled vouches for it.
@@ -56,6 +61,35 @@ async function authenticate(ctx: ControllerContext, req: FastifyRequest, method:
   if (!(await verifyPassword(body.password, authenticator.passwordHash))) throw new EdgeError('ERR_INVALID_AUTH', INVALID);
   const identity = ctx.store.identities.get(authenticator.identityId);
   if (identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', INVALID);
+  return { identity, authenticator };
+}
+
+/**
+ * method=cert for keys that cannot sign inside TLS (TPM, HSM): the client
+ * sends its certificate and a signature over this connection's exporter
+ * value (src/keys/proof.ts). The certificate must be one we issued.
+ */
+function exporterProof(ctx: ControllerContext, req: FastifyRequest): { identity: IdentityRecord; authenticator: AuthenticatorRecord } | undefined {
+  const certHeader = req.headers[PROOF_CERT_HEADER];
+  const sigHeader = req.headers[PROOF_SIGNATURE_HEADER];
+  if (typeof certHeader !== 'string' || typeof sigHeader !== 'string') return undefined;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(Buffer.from(certHeader, 'base64'));
+  } catch {
+    throw new EdgeError('ERR_INVALID_AUTH', `${PROOF_CERT_HEADER} is not a base64 DER certificate`);
+  }
+  const now = Date.now();
+  const issuer = ctx.pki.intermediate;
+  if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey) || Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) {
+    throw new EdgeError('ERR_INVALID_AUTH', 'the certificate of the exporter proof is not one this controller issued, or has expired');
+  }
+  if (!verifyExporterProof(req.raw.socket as TLSSocket, cert, Buffer.from(sigHeader, 'base64'))) {
+    throw new EdgeError('ERR_INVALID_AUTH', 'the exporter proof does not verify for this connection');
+  }
+  const authenticator = ctx.store.authenticatorByFingerprint(certFingerprint(cert.raw));
+  const identity = authenticator && ctx.store.identities.get(authenticator.identityId);
+  if (authenticator === undefined || identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'the certificate belongs to no identity');
   return { identity, authenticator };
 }
 
