@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { EdgeError } from '../errors.js';
 import { x509 } from '../keys/x509.js';
 import { checkCsr, ClientCertIssuer, type IssuedCert } from './issuer.js';
+import { writeFileAtomic } from '../util/fs.js';
+export { writeFileAtomic } from '../util/fs.js';
 import type { Logger } from '../log/index.js';
 
 const DAY_MS = 86_400_000;
@@ -207,19 +209,6 @@ async function readPair(dir: string, name: string): Promise<KeyPairFiles> {
   } catch (err) {
     throw new EdgeError('ERR_PKI', `controller PKI file missing or unreadable in ${dir}: ${(err as Error).message}`, { cause: err });
   }
-}
-
-/** Writes via a temporary file, fsync and rename, so readers see the old or the new file, never half of one. */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const fh = await fs.open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fs.rename(tmp, path);
 }
 
 /** The subject key identifier of a CA certificate, for the AKI of what it issues. */

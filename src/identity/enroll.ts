@@ -15,7 +15,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
 import { EdgeError } from '../errors.js';
 import { createCsr, FileKeyStore, fileRef, type KeyAlgorithm, type KeyStore } from '../keys/index.js';
-import { writeFileAtomic } from '../controller/pki.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { pemBundleFromCacerts } from './cacerts.js';
 import { writeIdentityFile } from './file.js';
 import { fetchServerCertificate, jsonOf, request } from './https.js';

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EdgeError } from '../errors.js';
-import { writeFileAtomic } from '../controller/pki.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export interface IdentityFile {
   ztAPI: string;

@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { EdgeError } from '../../errors.js';
-import { writeFileAtomic } from '../../controller/pki.js';
+import { writeFileAtomic } from '../../util/fs.js';
 import { pemBundleFromCacerts } from '../../identity/cacerts.js';
 import { loadIdentityFile } from '../../identity/file.js';
 import { jsonOf, request, requestWithProof, type TrustOptions } from '../../identity/https.js';

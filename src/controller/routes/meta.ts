@@ -4,7 +4,8 @@ import type { ControllerContext } from '../context.js';
 import { envelope } from '../present.js';
 import { requireAdmin } from './guard.js';
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../../version.js';
+import { VERSION } from '../../version.js';
 
 export function registerMetaRoutes(app: FastifyInstance, ctx: ControllerContext, prefixes: string[]): void {
   for (const prefix of prefixes) {
