@@ -1,12 +1,38 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives for real (openssl, curl),
-# only when missing, so `npm test` works on a fresh machine. Needs root for apt.
+# Installs the Debian packages the test suite drives for real, only when
+# missing, so `npm test` works on a fresh machine. Needs root (or sudo) for apt.
+#   openssl, curl                      PKI and HTTP checks
+#   softhsm2, opensc                   SoftHSM2 token, pkcs11-tool      (hw/softhsm-init.sh)
+#   swtpm, swtpm-tools, tpm2-tools,    software TPM and tpm2-pkcs11     (hw/tpm-init.sh --swtpm)
+#   libtpm2-pkcs11-1, libtpm2-pkcs11-tools, tpm2-abrmd, dbus,
+#   libtss2-tcti-tabrmd0, libtss2-tcti-swtpm0
 set -euo pipefail
 need=()
-command -v openssl >/dev/null || need+=(openssl)
-command -v curl >/dev/null || need+=(curl)
+has() { command -v "$1" >/dev/null 2>&1; }
+# true if any of the given paths (globs) exists
+exists() { local p; for p in "$@"; do [ -e "$p" ] && return 0; done; return 1; }
+
+has openssl || need+=(openssl)
+has curl || need+=(curl)
+has softhsm2-util || need+=(softhsm2)
+has pkcs11-tool || need+=(opensc)
+has swtpm || need+=(swtpm)
+has swtpm_setup || need+=(swtpm-tools)
+has tpm2_getrandom || need+=(tpm2-tools)
+has tpm2_ptool || need+=(libtpm2-pkcs11-tools)
+# tpm2-abrmd is in /usr/sbin, not always on PATH
+has tpm2-abrmd || [ -x /usr/sbin/tpm2-abrmd ] || need+=(tpm2-abrmd)
+has dbus-daemon || need+=(dbus)
+exists /usr/lib/*/pkcs11/libtpm2_pkcs11.so /usr/lib/pkcs11/libtpm2_pkcs11.so || need+=(libtpm2-pkcs11-1)
+exists /usr/lib/*/libtss2-tcti-tabrmd.so.0 /usr/lib/libtss2-tcti-tabrmd.so.0 || need+=(libtss2-tcti-tabrmd0)
+exists /usr/lib/*/libtss2-tcti-swtpm.so.0 /usr/lib/libtss2-tcti-swtpm.so.0 || need+=(libtss2-tcti-swtpm0)
+
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-deps: installing ${need[*]}"
+  if ! has apt-get; then
+    echo "test-deps: no apt-get here; install the equivalents of: ${need[*]}" >&2
+    exit 1
+  fi
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"

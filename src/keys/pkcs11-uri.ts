@@ -28,18 +28,38 @@ export interface Pkcs11Ref {
 }
 
 function bad(uri: string, why: string): EdgeError {
-  // Never echo a pin-value back: strip it before quoting the URI.
-  const shown = uri.replace(/(pin-value|pin)=[^&;]*/g, '$1=***');
-  return new EdgeError('ERR_KEY', `invalid PKCS#11 URI (${why}): ${shown}`);
+  return new EdgeError('ERR_KEY', `invalid PKCS#11 URI (${why}): ${maskPins(uri)}`);
 }
 
-function pctDecode(s: string, uri: string): Buffer {
+/**
+ * The URI with every PIN value replaced by `***`, so it can be quoted in an
+ * error. Attributes are cut where the parsers cut them (`;` in the path,
+ * `&` only in the query: a PIN may contain `;`) and names are compared
+ * percent-decoded (URLSearchParams decodes them in the OpenZiti form).
+ */
+function maskPins(uri: string): string {
+  const maskPart = (part: string): string => {
+    const eq = part.indexOf('=');
+    if (eq === -1) return part;
+    let name = part.slice(0, eq);
+    try {
+      name = decodeURIComponent(name.replace(/\+/g, ' '));
+    } catch { /* keep it raw */ }
+    return /^\s*pin(-value)?\s*$/i.test(name) ? `${part.slice(0, eq)}=***` : part;
+  };
+  const q = uri.indexOf('?');
+  const path = (q === -1 ? uri : uri.slice(0, q)).split(';').map(maskPart).join(';');
+  return q === -1 ? path : `${path}?${uri.slice(q + 1).split('&').map(maskPart).join('&')}`;
+}
+
+/** `secret`: the value is a PIN, so the error must not quote any of it. */
+function pctDecode(s: string, uri: string, secret = false): Buffer {
   const out: number[] = [];
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
     if (c === '%') {
       const hex = s.slice(i + 1, i + 3);
-      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw bad(uri, `bad percent-encoding near "${s.slice(i, i + 3)}"`);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw bad(uri, secret ? 'bad percent-encoding in the PIN' : `bad percent-encoding near "${s.slice(i, i + 3)}"`);
       out.push(parseInt(hex, 16));
       i += 2;
     } else {
@@ -74,8 +94,10 @@ export function parsePkcs11Uri(uri: string): Pkcs11Ref {
       case 'object': ref.objectLabel = value.toString('utf8'); break;
       case 'id': ref.objectId = value; break;
       case 'slot-id': {
-        const n = Number(value.toString('utf8'));
-        if (!Number.isInteger(n) || n < 0) throw bad(uri, 'slot-id must be a non-negative integer');
+        // RFC 7512 §2.3: slot-id = 1*DIGIT. Number() would read "" as slot 0.
+        const text = value.toString('utf8');
+        const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+        if (!Number.isSafeInteger(n)) throw bad(uri, 'slot-id must be a non-negative decimal integer');
         ref.slotId = n;
         break;
       }
@@ -91,7 +113,7 @@ export function parsePkcs11Uri(uri: string): Pkcs11Ref {
     const eq = part.indexOf('=');
     if (eq <= 0) throw bad(uri, `"${part}" is not name=value`);
     const name = part.slice(0, eq);
-    const value = pctDecode(part.slice(eq + 1), uri).toString('utf8');
+    const value = pctDecode(part.slice(eq + 1), uri, name === 'pin-value').toString('utf8');
     take(name);
     switch (name) {
       case 'module-path': ref.modulePath = value; break;
@@ -114,14 +136,20 @@ function parseOpenZitiForm(uri: string): Pkcs11Ref {
   } catch {
     throw bad(uri, 'not a URL');
   }
-  const modulePath = decodeURIComponent(u.pathname).replace(/^\/([A-Za-z]:\/)/, '$1');
+  let modulePath: string;
+  try {
+    modulePath = decodeURIComponent(u.pathname).replace(/^\/([A-Za-z]:\/)/, '$1');
+  } catch {
+    throw bad(uri, 'bad percent-encoding in the module path');
+  }
   if (modulePath === '' || modulePath === '/') throw bad(uri, 'the module path is missing (pkcs11:///path/to/module.so?…)');
   const ref: Pkcs11Ref = { modulePath };
   const slot = u.searchParams.get('slot');
   if (slot !== null) {
     // The C SDK accepts decimal or 0x-prefixed hex slot numbers.
-    const n = /^0x[0-9a-f]+$/i.test(slot) ? parseInt(slot, 16) : Number(slot);
-    if (!Number.isInteger(n) || n < 0) throw bad(uri, `slot "${slot}" is not a number`);
+    // Number() would read "" as slot 0 and accept " 5" or "1e3".
+    const n = /^0x[0-9a-f]+$/i.test(slot) ? parseInt(slot, 16) : /^[0-9]+$/.test(slot) ? Number(slot) : NaN;
+    if (!Number.isSafeInteger(n)) throw bad(uri, `slot "${slot}" is not a number`);
     ref.slotId = n;
   }
   const id = u.searchParams.get('id');

@@ -29,7 +29,9 @@ const EC_PARAMS: Partial<Record<KeyAlgorithm, Buffer>> = {
 };
 
 /** Return values after which the session is reopened and the call retried once. */
-const SESSION_LOST = new Set(['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_USER_NOT_LOGGED_IN', 'CKR_DEVICE_ERROR']);
+const SESSION_LOST = new Set(['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_USER_NOT_LOGGED_IN']);
+/** Return values after which the whole module is restarted first: its connection to the device is gone (TPM reset, swtpm restarted). */
+const DEVICE_LOST = new Set(['CKR_DEVICE_ERROR', 'CKR_GENERAL_ERROR', 'CKR_FUNCTION_FAILED', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
 
 let pkcs11js: Pkcs11Module | undefined;
 
@@ -109,7 +111,7 @@ export class Pkcs11KeyStore implements KeyStore {
   readonly created: boolean;
   private readonly parsed: Pkcs11Ref;
   private readonly p11: InstanceType<Pkcs11Module['PKCS11']>;
-  private readonly slot: Handle;
+  private slot: Handle;
   private readonly pin: string;
   private session: Handle | undefined;
   private privateKey: Handle | undefined;
@@ -191,14 +193,33 @@ export class Pkcs11KeyStore implements KeyStore {
       return await op();
     } catch (err) {
       const code = ckr(err);
-      if (code === undefined || !SESSION_LOST.has(code)) throw this.mapError(err, 'sign');
+      if (code === undefined || (!SESSION_LOST.has(code) && !DEVICE_LOST.has(code))) throw this.mapError(err, 'sign');
       try {
+        if (DEVICE_LOST.has(code)) this.restartModule();
         this.reopen();
         return await op();
       } catch (again) {
         throw this.mapError(again, 'sign after reopening the session');
       }
     }
+  }
+
+  /**
+   * Finalizes and re-initializes the module so it reconnects to its device.
+   * Other stores on the same module then see CKR_SESSION_HANDLE_INVALID and
+   * reopen their sessions on their next call.
+   */
+  private restartModule(): void {
+    this.session = undefined;
+    try {
+      this.p11.C_Finalize();
+    } catch { /* already finalized or the device is gone */ }
+    try {
+      this.p11.C_Initialize({ flags: lib().CKF_OS_LOCKING_OK });
+    } catch (err) {
+      if (ckr(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw this.mapError(err, 'restart the module');
+    }
+    this.slot = findSlot(this.p11, this.parsed);
   }
 
   private reopen(): void {
