@@ -347,7 +347,9 @@ else
   pid1=$(primary_ids | head -n 1)
   if [ -z "$pid1" ]; then
     out=$(tpm2_ptool init --path "$store" 2>&1) || die "tpm2_ptool init failed: $out"
-    pid1=$(primary_ids | head -n 1)
+    # init prints "action: Created" and "id: N"; ask the store only if it did not.
+    pid1=$(printf '%s\n' "$out" | sed -n 's/^id:[[:space:]]*\([0-9][0-9]*\)[[:space:]]*$/\1/p' | head -n 1)
+    [ -n "$pid1" ] || pid1=$(primary_ids | head -n 1)
     [ -n "$pid1" ] || die "tpm2_ptool init made no primary object: $out"
   fi
   out=$(tpm2_ptool addtoken --pid="$pid1" --label="$label" --userpin="$pin" --sopin="$so_pin" --path "$store" 2>&1) \
