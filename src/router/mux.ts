@@ -1,0 +1,307 @@
+/**
+ * Circuits on one link: each circuit bridges a local byte stream (a TCP
+ * socket accepted by a proxy port, or connected to a hosted service) to the
+ * peer router, with per-circuit credit flow control.
+ *
+ * Flow control (per direction, per circuit):
+ *   - the sender may have at most `windowBytes` unacknowledged bytes out;
+ *   - the receiver grants CREDIT as it hands data to its local socket while
+ *     that socket is below its high-water mark, in batches of ≥ 1/4 window;
+ *   - a sender out of credit pauses its local socket: a slow consumer slows
+ *     its own circuit only, never the link or its other circuits.
+ * Link backpressure (TLS socket buffer full) pauses every local source on the
+ * link until 'drain'. Memory per circuit is bounded by window + socket buffer.
+ *
+ * Circuit ids: the side that dialed the link allocates odd ids, the other
+ * even ids, so both may open circuits without colliding (as in HTTP/2).
+ *
+ * Hot path: DATA bodies go from the link straight to socket.write and from
+ * socket 'data' straight to link.sendData (subarray views, no copies, no
+ * per-frame promises or logging).
+ */
+import type { Socket } from 'node:net';
+import { CloseCode, FrameFlags, FrameType, decodeControl, decodeCredit, encodeCredit, num, str } from '../wire/index.js';
+import type { Link } from '../link/index.js';
+
+export const DEFAULT_WINDOW_BYTES = 256 * 1024;
+/** Largest DATA body sent; larger socket reads are cut into views of this size. */
+export const MAX_DATA_BODY = 64 * 1024;
+
+/** Why a circuit ended; carried in RESET / DIAL_FAIL bodies as `code`. */
+export const CircuitError = {
+  REFUSED: 1,
+  NO_ROUTE: 2,
+  DENIED: 3,
+  CONNECT_FAILED: 4,
+  LINK_DOWN: 5,
+  RESET_BY_PEER: 6,
+  PROTOCOL: 7,
+} as const;
+
+export interface DialRequest {
+  service: string;
+  /** Identity id on whose behalf the circuit is dialed. */
+  identity: string;
+  /** Original destination (TUN interception), for host.v1 forwardAddress. */
+  dstAddress?: string;
+  dstPort?: number;
+}
+
+/** Decides what to do with a DIAL from the peer: connect a local socket, or refuse. */
+export type DialHandler = (req: DialRequest, accept: (socket: Socket) => void, refuse: (code: number, reason: string) => void) => void;
+
+class Circuit {
+  /** Bytes we may still send before the peer grants more. */
+  sendCredit: number;
+  /** Bytes handed to our socket since the last grant. */
+  ungranted = 0;
+  /** Data received while our socket was over its high-water mark: granted on 'drain'. */
+  heldBack = 0;
+  /** A local read that did not fit in the credit: resumed when credit arrives. */
+  pending: Buffer | undefined = undefined;
+  localEnded = false;
+  remoteEnded = false;
+  closed = false;
+
+  constructor(readonly id: number, readonly socket: Socket, windowBytes: number) {
+    this.sendCredit = windowBytes;
+  }
+}
+
+export class LinkMux {
+  private readonly circuits = new Map<number, Circuit>();
+  /** Pending dials of ours: id → callbacks. */
+  private readonly dialing = new Map<number, { socket: Socket; onResult: (err: { code: number; reason: string } | undefined) => void }>();
+  private nextId: number;
+  private linkBlocked = false;
+  private readonly grantThreshold: number;
+
+  constructor(
+    readonly link: Link,
+    role: 'dialer' | 'listener',
+    private readonly onDial: DialHandler,
+    private readonly windowBytes = DEFAULT_WINDOW_BYTES,
+  ) {
+    this.nextId = role === 'dialer' ? 1 : 2;
+    this.grantThreshold = Math.max(1, windowBytes >> 2);
+    link.circuitHandler = (type, flags, circuitId, body) => this.onFrame(type, flags, circuitId, body);
+    link.on('drain', () => this.onLinkDrain());
+    link.on('close', () => this.onLinkClose());
+  }
+
+  get openCircuits(): number {
+    return this.circuits.size;
+  }
+
+  /**
+   * Opens a circuit for `socket` to `req.service` through this link. The
+   * socket's data starts flowing once the far end accepts; `onResult` tells
+   * whether it did (a refusal carries the peer's code and reason).
+   */
+  dial(socket: Socket, req: DialRequest, onResult: (err: { code: number; reason: string } | undefined) => void): number {
+    const id = this.nextId;
+    this.nextId += 2;
+    socket.pause();
+    // Resets by local clients are routine; the 'close' that follows ends the circuit.
+    socket.on('error', ignore);
+    this.dialing.set(id, { socket, onResult });
+    this.link.sendControl(FrameType.DIAL, id, { service: req.service, identity: req.identity, dstAddress: req.dstAddress, dstPort: req.dstPort, window: this.windowBytes });
+    return id;
+  }
+
+  // ---- frames from the link ----------------------------------------------
+
+  private onFrame(type: number, flags: number, circuitId: number, body: Buffer): void {
+    const c = this.circuits.get(circuitId);
+    switch (type) {
+      case FrameType.DATA:
+        if (c === undefined) return; // late data after a reset: drop
+        if (body.length > 0) this.deliver(c, body);
+        if ((flags & FrameFlags.FIN) !== 0) this.remoteEnd(c);
+        return;
+      case FrameType.CREDIT: {
+        const n = decodeCredit(body);
+        if (n === undefined) return this.link.close(CloseCode.MALFORMED_BODY, 'bad CREDIT body');
+        if (c !== undefined) this.addCredit(c, n);
+        return;
+      }
+      case FrameType.FIN:
+        if (c !== undefined) this.remoteEnd(c);
+        return;
+      case FrameType.RESET:
+        if (c !== undefined) this.drop(c, false);
+        return;
+      case FrameType.DIAL: return this.onDialFrame(circuitId, body);
+      case FrameType.DIAL_OK: return this.onDialResult(circuitId, undefined);
+      case FrameType.DIAL_FAIL: {
+        const m = decodeControl(body);
+        return this.onDialResult(circuitId, { code: (m && num(m, 'code')) ?? CircuitError.REFUSED, reason: (m && str(m, 'reason')) ?? 'refused' });
+      }
+      default:
+        this.link.close(CloseCode.UNKNOWN_TYPE, `frame type 0x${type.toString(16)} on a circuit`);
+    }
+  }
+
+  private onDialFrame(id: number, body: Buffer): void {
+    const m = decodeControl(body);
+    const service = m && str(m, 'service', 256);
+    const identity = m && str(m, 'identity', 256);
+    if (m === undefined || service === undefined || identity === undefined) return this.link.close(CloseCode.MALFORMED_BODY, 'malformed DIAL');
+    if (this.circuits.has(id) || (id & 1) === (this.nextId & 1)) return this.refuse(id, CircuitError.PROTOCOL, 'circuit id in use or of the wrong parity');
+    const dstAddress = str(m, 'dstAddress', 256);
+    const dstPort = num(m, 'dstPort');
+    let answered = false;
+    this.onDial(
+      { service, identity, dstAddress, dstPort },
+      (socket) => {
+        if (answered) return;
+        answered = true;
+        if (!this.link.isUp) { socket.destroy(); return; }
+        this.link.sendControl(FrameType.DIAL_OK, id, {});
+        this.attach(id, socket);
+      },
+      (code, reason) => {
+        if (answered) return;
+        answered = true;
+        this.refuse(id, code, reason);
+      },
+    );
+  }
+
+  private refuse(id: number, code: number, reason: string): void {
+    this.link.sendControl(FrameType.DIAL_FAIL, id, { code, reason });
+  }
+
+  private onDialResult(id: number, err: { code: number; reason: string } | undefined): void {
+    const d = this.dialing.get(id);
+    if (d === undefined) return;
+    this.dialing.delete(id);
+    if (err !== undefined) {
+      d.socket.destroy();
+      d.onResult(err);
+      return;
+    }
+    this.attach(id, d.socket);
+    d.onResult(undefined);
+  }
+
+  // ---- circuit plumbing -----------------------------------------------------
+
+  private attach(id: number, socket: Socket): void {
+    const c = new Circuit(id, socket, this.windowBytes);
+    this.circuits.set(id, c);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.send(c, chunk));
+    socket.on('end', () => {
+      c.localEnded = true;
+      if (c.pending === undefined) this.link.sendFrame(FrameType.FIN, 0, id, EMPTY);
+      this.maybeFinished(c);
+    });
+    socket.on('drain', () => this.grantHeldBack(c));
+    socket.on('error', ignore);
+    socket.on('close', () => this.drop(c, true));
+    if (!this.linkBlocked) socket.resume();
+  }
+
+  /** Local socket → link, within the circuit's credit. */
+  private send(c: Circuit, chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      const n = Math.min(chunk.length - off, MAX_DATA_BODY, c.sendCredit);
+      if (n === 0) {
+        c.pending = chunk.subarray(off);
+        c.socket.pause();
+        return;
+      }
+      c.sendCredit -= n;
+      const ok = this.link.sendData(c.id, off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+      off += n;
+      if (!ok) this.blockLink();
+    }
+  }
+
+  private addCredit(c: Circuit, n: number): void {
+    c.sendCredit += n;
+    if (c.sendCredit > this.windowBytes * 4) return this.link.close(CloseCode.FLOW_CONTROL, 'peer granted more credit than the window');
+    const pending = c.pending;
+    if (pending !== undefined) {
+      c.pending = undefined;
+      this.send(c, pending);
+      if (c.pending === undefined) {
+        if (c.localEnded) this.link.sendFrame(FrameType.FIN, 0, c.id, EMPTY);
+        else if (!this.linkBlocked) c.socket.resume();
+      }
+    }
+  }
+
+  /** Link → local socket; grants credit while the socket keeps up. */
+  private deliver(c: Circuit, body: Buffer): void {
+    if (c.closed || c.socket.destroyed) return;
+    const below = c.socket.write(body);
+    if (below && c.heldBack === 0) {
+      c.ungranted += body.length;
+      if (c.ungranted >= this.grantThreshold) {
+        this.link.sendFrame(FrameType.CREDIT, 0, c.id, encodeCredit(c.ungranted));
+        c.ungranted = 0;
+      }
+    } else {
+      c.heldBack += body.length;
+    }
+  }
+
+  private grantHeldBack(c: Circuit): void {
+    const n = c.ungranted + c.heldBack;
+    c.ungranted = 0;
+    c.heldBack = 0;
+    if (n > 0 && !c.closed) this.link.sendFrame(FrameType.CREDIT, 0, c.id, encodeCredit(n));
+  }
+
+  private remoteEnd(c: Circuit): void {
+    c.remoteEnded = true;
+    c.socket.end();
+    this.maybeFinished(c);
+  }
+
+  private maybeFinished(c: Circuit): void {
+    if (c.localEnded && c.remoteEnded) this.circuits.delete(c.id);
+  }
+
+  /** Ends a circuit; `tellPeer` sends RESET unless both sides had finished cleanly. */
+  private drop(c: Circuit, tellPeer: boolean): void {
+    if (c.closed) return;
+    c.closed = true;
+    const clean = c.localEnded && c.remoteEnded;
+    this.circuits.delete(c.id);
+    if (tellPeer && !clean && this.link.isUp) this.link.sendControl(FrameType.RESET, c.id, { code: CircuitError.RESET_BY_PEER });
+    c.socket.destroy();
+  }
+
+  private blockLink(): void {
+    if (this.linkBlocked) return;
+    this.linkBlocked = true;
+    for (const c of this.circuits.values()) c.socket.pause();
+  }
+
+  private onLinkDrain(): void {
+    if (!this.linkBlocked) return;
+    this.linkBlocked = false;
+    for (const c of this.circuits.values()) if (c.pending === undefined && !c.localEnded) c.socket.resume();
+  }
+
+  /** The link is gone: every circuit on it fails at once, with a reason. */
+  private onLinkClose(): void {
+    for (const c of this.circuits.values()) {
+      c.closed = true;
+      c.socket.destroy();
+    }
+    this.circuits.clear();
+    for (const d of this.dialing.values()) {
+      d.socket.destroy();
+      d.onResult({ code: CircuitError.LINK_DOWN, reason: 'the link went down' });
+    }
+    this.dialing.clear();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+function ignore(): void { /* see callers */ }
