@@ -19,7 +19,7 @@
  * socket 'data' straight to link.sendData (subarray views, no copies, no
  * per-frame promises or logging).
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { CloseCode, FrameFlags, FrameType, decodeControl, decodeCredit, encodeCredit, num, str } from '../wire/index.js';
 import type { Link } from '../link/index.js';
 
@@ -46,6 +46,13 @@ export interface DialRequest {
   dstAddress?: string;
   dstPort?: number;
 }
+
+/**
+ * The local end of a circuit: a TCP socket (proxy port, hosted service) or
+ * one end of an in-memory pipe (transit: the next hop's circuit).
+ */
+export type CircuitStream = Duplex & { setNoDelay?: (noDelay?: boolean) => unknown };
+type Socket = CircuitStream;
 
 /** Decides what to do with a DIAL from the peer: connect a local socket, or refuse. */
 export type DialHandler = (req: DialRequest, accept: (socket: Socket) => void, refuse: (code: number, reason: string) => void) => void;
@@ -190,7 +197,7 @@ export class LinkMux {
   private attach(id: number, socket: Socket): void {
     const c = new Circuit(id, socket, this.windowBytes);
     this.circuits.set(id, c);
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.send(c, chunk));
     socket.on('end', () => {
       c.localEnded = true;
