@@ -81,6 +81,8 @@ export class LinkMux {
   private readonly dialing = new Map<number, { socket: Socket; onResult: (err: { code: number; reason: string } | undefined) => void }>();
   private nextId: number;
   private linkBlocked = false;
+  /** Link-level ANNOUNCE frames (circuit 0), for the router's route table. `body` is borrowed. */
+  onAnnounce: (body: Buffer) => void = () => undefined;
   private readonly grantThreshold: number;
 
   constructor(
@@ -138,6 +140,9 @@ export class LinkMux {
       case FrameType.RESET:
         if (c !== undefined) this.drop(c, false);
         return;
+      case FrameType.ANNOUNCE:
+        if (circuitId === 0) return this.onAnnounce(body);
+        return this.link.close(CloseCode.MALFORMED_BODY, 'ANNOUNCE on a circuit');
       case FrameType.DIAL: return this.onDialFrame(circuitId, body);
       case FrameType.DIAL_OK: return this.onDialResult(circuitId, undefined);
       case FrameType.DIAL_FAIL: {

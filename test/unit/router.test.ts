@@ -1,0 +1,124 @@
+/**
+ * Three routers in one process over real TLS links on loopback: an edge with
+ * a proxy port, a hub, and a host in front of a TCP echo server. Routes come
+ * from announcements only; the host checks policy before it connects; when
+ * the hub comes back after a restart the edge relinks and traffic resumes.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as netConnect, createServer as netServer, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Pki } from '../../src/controller/pki.js';
+import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
+import { DEFAULT_LINK_SETTINGS } from '../../src/link/index.js';
+import { Router, type HostTarget, type PolicyView, type RouterOptions } from '../../src/router/router.js';
+
+const log = pino({ level: 'silent' });
+let dir: string;
+let pki: Pki;
+let echo: NetServer;
+let hub: Router;
+let host: Router;
+let edge: Router;
+let hubPort: number;
+
+/** Policy as data: which identity may dial which service; what this router hosts. */
+function policy(hosted: Record<string, HostTarget>, dialers: Record<string, string[]>): PolicyView {
+  return {
+    hostedServices: () => new Map(Object.entries(hosted)),
+    mayDial: (identity, service) => (dialers[service]?.includes(identity)
+      ? { allow: true, reason: `service policy grants ${identity} Dial on ${service}` }
+      : { allow: false, reason: `no service policy grants ${identity} Dial on ${service}` }),
+  };
+}
+
+async function routerOptions(id: string, extra: Partial<RouterOptions>): Promise<RouterOptions> {
+  const key = FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem');
+  const cert = await pki.issueClientCert(await createCsr(key, 'CN=x'), id, 1);
+  return {
+    id, key, certPem: cert.chainPem, caPem: pki.caBundlePem, listeners: [], links: [], proxy: [],
+    link: { ...DEFAULT_LINK_SETTINGS, keepaliveMs: 200, deadAfterMs: 1000 }, reconnect: { initialMs: 50, maxMs: 400 },
+    policy: policy({}, {}), log, ...extra,
+  };
+}
+
+function roundTrip(port: number, data: Buffer, timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect(port, '127.0.0.1');
+    const parts: Buffer[] = [];
+    let got = 0;
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`timeout at ${got}/${data.length}`)); }, timeoutMs);
+    s.on('data', (c: Buffer) => { parts.push(c); got += c.length; if (got >= data.length) { clearTimeout(timer); s.end(); resolve(Buffer.concat(parts)); } });
+    s.on('close', () => { clearTimeout(timer); if (got < data.length) reject(new Error(`closed at ${got}/${data.length}`)); });
+    s.on('error', () => undefined);
+    s.write(data);
+  });
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'ztedge-router-'));
+  pki = await Pki.loadOrCreate(dir, ['127.0.0.1'], log);
+  echo = netServer((s) => { s.on('error', () => undefined); s.pipe(s); });
+  echo.listen(0, '127.0.0.1');
+  await once(echo, 'listening');
+  const echoTarget: HostTarget = { protocol: 'tcp', address: '127.0.0.1', port: (echo.address() as { port: number }).port };
+
+  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: 0 }], server: { certPem: pki.serverChainPem, keyPem: pki.serverKeyPem } }));
+  await hub.start();
+  hubPort = hub.boundPorts()[0]!;
+  host = new Router(await routerOptions('host', {
+    links: [{ host: '127.0.0.1', port: hubPort }],
+    policy: policy({ echo: echoTarget, secret: echoTarget }, { echo: ['edge'], secret: ['someone-else'] }),
+  }));
+  await host.start();
+  edge = new Router(await routerOptions('edge', {
+    links: [{ host: '127.0.0.1', port: hubPort }],
+    proxy: [{ service: 'echo', host: '127.0.0.1', port: 0 }, { service: 'secret', host: '127.0.0.1', port: 0 }],
+  }));
+  await edge.start();
+  await until(() => edge.routes.next('echo') !== undefined && edge.routes.next('secret') !== undefined);
+});
+
+after(async () => {
+  await edge?.stop();
+  await host?.stop();
+  await hub?.stop();
+  echo?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('the edge learns the route to the host through the hub from announcements alone', () => {
+  assert.deepEqual(edge.routes.next('echo'), { local: false, linkId: 'hub', hostRouterId: 'host', hops: 2 });
+  assert.deepEqual(hub.routes.next('echo'), { local: false, linkId: 'host', hostRouterId: 'host', hops: 1 });
+});
+
+test('a client on the edge proxy port reaches the hosted service', async () => {
+  const data = Buffer.from('hello through the overlay');
+  assert.ok((await roundTrip(edge.boundPorts()[0]!, data)).equals(data));
+});
+
+test('the hosting router refuses an identity that policy does not allow', async () => {
+  await assert.rejects(roundTrip(edge.boundPorts()[1]!, Buffer.from('let me in'), 3000), /closed at 0/);
+});
+
+test('when the hub restarts, the edge and host relink by themselves and traffic resumes', async () => {
+  await hub.stop();
+  await until(() => edge.routes.next('echo') === undefined, 3000);
+  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: hubPort }], server: { certPem: pki.serverChainPem, keyPem: pki.serverKeyPem } }));
+  await hub.start();
+  await until(() => edge.routes.next('echo') !== undefined, 5000);
+  const data = Buffer.from('back again');
+  assert.ok((await roundTrip(edge.boundPorts()[0]!, data)).equals(data));
+});
