@@ -10,6 +10,7 @@ set -euo pipefail
 umask 077
 
 prog=${0##*/}
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
 
 usage() {
   cat <<EOF
@@ -39,15 +40,11 @@ Needs softhsm2-util (Debian/Ubuntu: apt-get install softhsm2).
 EOF
 }
 
-die() { echo "$prog: error: $*" >&2; exit 1; }
-say() { echo "$prog: $*" >&2; }
-
 dir=${ZTEDGE_SOFTHSM_DIR:-}
 label=${ZTEDGE_TOKEN_LABEL:-ztedge}
 pin_file=${ZTEDGE_PIN_FILE:-}
 so_pin_file=${ZTEDGE_SO_PIN_FILE:-}
 
-need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --dir) need_arg "$@"; dir=$2; shift 2 ;;
@@ -80,63 +77,12 @@ find_module() {
 }
 module=$(find_module) || die "libsofthsm2.so not found (looked in /usr/lib/softhsm and /usr/lib/*/softhsm). Install SoftHSM2 (apt-get install softhsm2)"
 
-# RFC 7512 percent-encoding for a query value: keeps unreserved characters and '/' ':'.
-pct() {
-  local LC_ALL=C s=$1 out='' c i
-  for ((i = 0; i < ${#s}; i++)); do
-    c=${s:i:1}
-    case $c in [A-Za-z0-9._~/:-]) out+=$c ;; *) printf -v c '%%%02X' "'$c"; out+=$c ;; esac
-  done
-  printf '%s' "$out"
-}
-
-# Prints "export NAME=VALUE" with VALUE quoted for the shell only when needed.
-print_export() {
-  local v=$2
-  if [[ $v =~ ^[A-Za-z0-9_./:,=+@%-]*$ ]]; then
-    printf 'export %s=%s\n' "$1" "$v"
-  else
-    printf "export %s='%s'\n" "$1" "${v//\'/\'\\\'\'}"
-  fi
-}
-
-abspath() { # prints an absolute path for $1 without requiring it to exist
-  case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac
-}
-
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd -P)
 pin_file=$(abspath "${pin_file:-$dir/user.pin}")
 so_pin_file=$(abspath "${so_pin_file:-$dir/so.pin}")
 conf=$dir/softhsm2.conf
 tokendir=$dir/tokens
-
-# PIN files: one line, no blanks. src/keys/pkcs11.ts strips one trailing newline.
-read_pin() { # FILE -> prints the PIN
-  local f=$1 pin lines
-  [ -r "$f" ] || die "cannot read PIN file $f"
-  lines=$(wc -l <"$f")
-  pin=$(head -n 1 "$f")
-  [ "$lines" -le 1 ] || die "PIN file $f must hold exactly one line"
-  [[ $pin =~ ^[[:graph:]]{4,255}$ ]] || die "PIN in $f must be 4-255 printable characters without blanks"
-  echo "$pin"
-}
-make_pin_file() { # FILE: writes a random 16-hex-digit PIN, mode 0600, unless it exists
-  local f=$1 tmp
-  [ -e "$f" ] && return 0
-  mkdir -p "$(dirname "$f")"
-  tmp=$(mktemp "$f.XXXXXX")
-  chmod 0600 "$tmp"
-  od -An -tx1 -N8 /dev/urandom | tr -d ' \n' >"$tmp"
-  echo >>"$tmp"
-  mv -f "$tmp" "$f"
-  say "wrote a new random PIN to $f (mode 0600)"
-}
-check_mode() { # warn when a PIN file is readable by group or others
-  local f=$1 mode
-  mode=$(stat -c %a "$f")
-  case $mode in *00) ;; *) say "warning: PIN file $f has mode $mode; chmod 600 it" ;; esac
-}
 
 mkdir -p "$tokendir"
 chmod 0700 "$tokendir"
@@ -163,13 +109,13 @@ token_exists() {
 
 if token_exists; then
   [ -e "$pin_file" ] || die "token '$label' exists in $tokendir but the PIN file $pin_file does not; point --pin-file at the PIN it was made with"
-  read_pin "$pin_file" >/dev/null
+  read_pin "$pin_file" 255 >/dev/null
   say "token '$label' exists already in $tokendir; nothing to do"
 else
   make_pin_file "$pin_file"
   make_pin_file "$so_pin_file"
-  pin=$(read_pin "$pin_file")
-  so_pin=$(read_pin "$so_pin_file")
+  pin=$(read_pin "$pin_file" 255)
+  so_pin=$(read_pin "$so_pin_file" 255)
   out=$(softhsm2-util --init-token --free --label "$label" --pin "$pin" --so-pin "$so_pin" 2>&1) \
     || die "softhsm2-util --init-token failed: $out"
   token_exists || die "token '$label' not found after init: $out"

@@ -11,6 +11,7 @@ set -euo pipefail
 umask 077
 
 prog=${0##*/}
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
 
 usage() {
   cat <<EOF
@@ -59,9 +60,6 @@ libtss2-tcti-swtpm0 and dbus.
 EOF
 }
 
-die() { echo "$prog: error: $*" >&2; exit 1; }
-say() { echo "$prog: $*" >&2; }
-
 dir=${ZTEDGE_TPM_DIR:-}
 swtpm_dir=${ZTEDGE_SWTPM_DIR:-}
 port=${ZTEDGE_SWTPM_PORT:-}
@@ -71,7 +69,6 @@ label=${ZTEDGE_TOKEN_LABEL:-ztedge}
 pin_file=${ZTEDGE_PIN_FILE:-}
 so_pin_file=${ZTEDGE_SO_PIN_FILE:-}
 
-need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --dir) need_arg "$@"; dir=$2; shift 2 ;;
@@ -100,28 +97,6 @@ if [ -n "$port" ]; then
   [[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1024 ] && [ "$port" -le 65534 ] || die "--port must be a number from 1024 to 65534 (P and P+1 are used)"
 fi
 [[ $label =~ ^[A-Za-z0-9._-]{1,32}$ ]] || die "invalid label '$label': use 1-32 letters, digits, '.', '_' or '-'"
-
-# Prints "export NAME=VALUE" with VALUE quoted for the shell only when needed.
-print_export() {
-  local v=$2
-  if [[ $v =~ ^[A-Za-z0-9_./:,=+@%-]*$ ]]; then
-    printf 'export %s=%s\n' "$1" "$v"
-  else
-    printf "export %s='%s'\n" "$1" "${v//\'/\'\\\'\'}"
-  fi
-}
-
-abspath() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
-
-# RFC 7512 percent-encoding for a query value: keeps unreserved characters and '/' ':'.
-pct() {
-  local LC_ALL=C s=$1 out='' c i
-  for ((i = 0; i < ${#s}; i++)); do
-    c=${s:i:1}
-    case $c in [A-Za-z0-9._~/:-]) out+=$c ;; *) printf -v c '%%%02X' "'$c"; out+=$c ;; esac
-  done
-  printf '%s' "$out"
-}
 
 # A process counts as alive unless it is gone or a zombie (exited, not yet reaped).
 alive() {
@@ -214,32 +189,6 @@ store=$(abspath "${store:-$base/store}")
 pin_file=$(abspath "${pin_file:-$base/user.pin}")
 so_pin_file=$(abspath "${so_pin_file:-$base/so.pin}")
 mkdir -p "$store"
-
-read_pin() { # FILE -> prints the PIN (one line, no blanks)
-  local f=$1 pin lines
-  [ -r "$f" ] || die "cannot read PIN file $f"
-  lines=$(wc -l <"$f")
-  pin=$(head -n 1 "$f")
-  [ "$lines" -le 1 ] || die "PIN file $f must hold exactly one line"
-  [[ $pin =~ ^[[:graph:]]{4,128}$ ]] || die "PIN in $f must be 4-128 printable characters without blanks"
-  echo "$pin"
-}
-make_pin_file() { # FILE: writes a random 16-hex-digit PIN, mode 0600, unless it exists
-  local f=$1 tmp
-  [ -e "$f" ] && return 0
-  mkdir -p "$(dirname "$f")"
-  tmp=$(mktemp "$f.XXXXXX")
-  chmod 0600 "$tmp"
-  od -An -tx1 -N8 /dev/urandom | tr -d ' \n' >"$tmp"
-  echo >>"$tmp"
-  mv -f "$tmp" "$f"
-  say "wrote a new random PIN to $f (mode 0600)"
-}
-check_mode() {
-  local mode
-  mode=$(stat -c %a "$1")
-  case $mode in *00) ;; *) say "warning: PIN file $1 has mode $mode; chmod 600 it" ;; esac
-}
 
 # Primary object ids and token labels in the store: these read only the SQLite
 # store, not the TPM.
