@@ -28,6 +28,7 @@ let echo: NetServer;
 let hub: Server;
 let proxy: NetServer;
 let hostLink: Link;
+let edgeLink: Link;
 let hubToHost: LinkMux | undefined;
 const results: ({ code: number; reason: string } | undefined)[] = [];
 
@@ -72,6 +73,7 @@ before(async () => {
   });
   hostLink = host.link;
   const edge = await dialHub('edge', (_r, _a, refuse) => refuse(CircuitError.REFUSED, 'edge hosts nothing'));
+  edgeLink = edge.link;
   while (hubToHost === undefined) await new Promise((r) => setTimeout(r, 10));
 
   proxy = netServer((s) => {
@@ -84,6 +86,9 @@ before(async () => {
 });
 
 after(() => {
+  // Links first: a TLS server's close() waits for its open connections.
+  edgeLink?.close(CloseCode.SHUTDOWN, 'test over');
+  hostLink?.close(CloseCode.SHUTDOWN, 'test over');
   for (const s of [proxy, hub, echo]) s?.close();
   rmSync(dir, { recursive: true, force: true });
 });
