@@ -18,10 +18,14 @@ import { hashPassword, MIN_PASSWORD_LENGTH } from './passwords.js';
 import { Pki, writeFileAtomic } from './pki.js';
 import { registerAuthRoutes } from './routes/auth.js';
 import { registerCaRoutes } from './routes/cas.js';
+import { registerConfigRoutes } from './routes/configs.js';
+import { registerEdgeRouterRoutes } from './routes/edge-routers.js';
 import { registerEnrollmentRoutes } from './routes/enrollments.js';
 import { registerEnrollRoutes } from './routes/enroll.js';
 import { registerIdentityRoutes } from './routes/identities.js';
 import { registerMetaRoutes } from './routes/meta.js';
+import { registerServicePolicyRoutes } from './routes/service-policies.js';
+import { registerServiceRoutes } from './routes/services.js';
 import { Sessions } from './sessions.js';
 import { Store } from './store.js';
 
@@ -92,6 +96,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerIdentityRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEnrollmentRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerCaRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerEdgeRouterRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerConfigRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerServiceRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerServicePolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEnrollRoutes(app, ctx, CLIENT_PREFIX);
     try {
       await app.listen({ host: listen.host, port: listen.port });

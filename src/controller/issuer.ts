@@ -14,17 +14,22 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import {
   AlgorithmIdentifier, AuthorityKeyIdentifier, BasicConstraints, Certificate, ExtendedKeyUsage, Extension, Extensions, KeyIdentifier,
-  KeyUsage, KeyUsageFlags, Name, SubjectKeyIdentifier, TBSCertificate, Validity, Version, AttributeTypeAndValue, AttributeValue, RelativeDistinguishedName,
-  id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectKeyIdentifier, id_kp_clientAuth,
+  KeyUsage, KeyUsageFlags, Name, SubjectAlternativeName, SubjectKeyIdentifier, TBSCertificate, Validity, Version, AttributeTypeAndValue, AttributeValue, RelativeDistinguishedName,
+  id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_extKeyUsage, id_ce_keyUsage, id_ce_subjectAltName, id_ce_subjectKeyIdentifier, id_kp_clientAuth, id_kp_serverAuth,
 } from '@peculiar/asn1-x509';
 import { createHash, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import { EdgeError } from '../errors.js';
+import { isHostname, isIpAddress } from './addresses.js';
 
 const DAY_MS = 86_400_000;
 const SKEW_MS = 5 * 60_000;
 const OID_ECDSA_SHA256 = '1.2.840.10045.4.3.2';
 const OID_CN = '2.5.4.3';
 const OID_O = '2.5.4.10';
+/** PKCS#9 extensionRequest (RFC 2985 §5.4.2): the extensions a CSR asks for. */
+const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
+/** Most subjectAltNames a server certificate may carry. */
+const MAX_SANS = 64;
 
 /** Signature algorithms a CSR may use (OID → Node digest; null for Ed25519). */
 const CSR_SIGNATURE_HASH: Record<string, string | null> = {
@@ -101,6 +106,56 @@ export function checkKeyStrength(spki: Buffer): KeyObject {
   }
 }
 
+/** subjectAltNames a CSR asks for, with the extension's DER to copy into the certificate unchanged. */
+export interface RequestedSans {
+  dns: string[];
+  ip: string[];
+  /** The subjectAltName extension value (DER of GeneralNames) exactly as requested. */
+  der: ArrayBuffer;
+}
+
+/**
+ * Reads the subjectAltName of a CSR's extensionRequest (RFC 2986 §4.1,
+ * RFC 2985 §5.4.2). Only DNS names (host names, optionally `*.` wildcards)
+ * and IPv4/IPv6 addresses are accepted; any other name type, a malformed
+ * entry or no name at all is ERR_CSR_INVALID. Pure.
+ */
+export function requestedSans(csr: CertificationRequest): RequestedSans {
+  const none = 'the server CSR must request at least one subjectAltName (DNS name or IP address), for example with openssl req -addext "subjectAltName=DNS:router.example,IP:10.0.0.1"';
+  const attr = (csr.certificationRequestInfo.attributes ?? []).find((a) => a.type === OID_EXTENSION_REQUEST);
+  if (attr === undefined || attr.values.length === 0) throw new EdgeError('ERR_CSR_INVALID', none);
+  let sanExt: Extension | undefined;
+  let names: SubjectAlternativeName;
+  try {
+    const exts = AsnConvert.parse(attr.values[0]!, Extensions);
+    sanExt = exts.find((e) => e.extnID === id_ce_subjectAltName);
+    if (sanExt === undefined) throw new EdgeError('ERR_CSR_INVALID', none);
+    names = AsnConvert.parse(sanExt.extnValue.buffer, SubjectAlternativeName);
+  } catch (err) {
+    if (err instanceof EdgeError) throw err;
+    throw new EdgeError('ERR_CSR_INVALID', `the server CSR's requested extensions cannot be parsed: ${(err as Error).message}`, { cause: err });
+  }
+  const dns: string[] = [];
+  const ip: string[] = [];
+  for (const n of names) {
+    if (n.dNSName !== undefined) {
+      const host = n.dNSName.startsWith('*.') ? n.dNSName.slice(2) : n.dNSName;
+      if (!isHostname(host)) throw new EdgeError('ERR_CSR_INVALID', `subjectAltName DNS:${n.dNSName} is not a host name`);
+      dns.push(n.dNSName);
+    } else if (n.iPAddress !== undefined) {
+      // 4 or 16 octets (RFC 5280 §4.2.1.6); 8 or 32 would be a name-constraint range, not an address.
+      if (!isIpAddress(n.iPAddress)) throw new EdgeError('ERR_CSR_INVALID', `subjectAltName IP:${n.iPAddress} is not an IPv4 or IPv6 address`);
+      ip.push(n.iPAddress);
+    } else {
+      const kind = Object.keys(n).find((k) => (n as unknown as Record<string, unknown>)[k] !== undefined) ?? 'unknown';
+      throw new EdgeError('ERR_CSR_INVALID', `subjectAltName of type ${kind} is not accepted (DNS names and IP addresses only)`);
+    }
+  }
+  if (dns.length + ip.length === 0) throw new EdgeError('ERR_CSR_INVALID', none);
+  if (dns.length + ip.length > MAX_SANS) throw new EdgeError('ERR_CSR_INVALID', `the server CSR requests ${dns.length + ip.length} subjectAltNames; at most ${MAX_SANS} are accepted`);
+  return { dns, ip, der: sanExt.extnValue.buffer };
+}
+
 function extension(extnID: string, critical: boolean, value: unknown): Extension {
   return new Extension({ extnID, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
 }
@@ -111,6 +166,7 @@ export class ClientCertIssuer {
   private readonly issuerPem: string;
   private readonly signingKey: KeyObject;
   private readonly fixedExtensions: Extension[];
+  private readonly serverExtensions: Extension[];
   private readonly signatureAlgorithm = new AlgorithmIdentifier({ algorithm: OID_ECDSA_SHA256 });
 
   constructor(issuerCertPem: string, signingKey: KeyObject) {
@@ -122,16 +178,30 @@ export class ClientCertIssuer {
     const ski = parsed.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
     if (ski === undefined) throw new EdgeError('ERR_PKI', 'the signing CA certificate has no subject key identifier');
     const keyId = AsnConvert.parse(ski.extnValue.buffer, SubjectKeyIdentifier);
-    this.fixedExtensions = [
-      extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false })),
-      extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment | KeyUsageFlags.keyAgreement)),
-      extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_clientAuth])),
-      extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(keyId.buffer) })),
-    ];
+    const basic = extension(id_ce_basicConstraints, true, new BasicConstraints({ cA: false }));
+    const usage = extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment | KeyUsageFlags.keyAgreement));
+    const aki = extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(keyId.buffer) }));
+    this.fixedExtensions = [basic, usage, extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_clientAuth])), aki];
+    // A router's server certificate also serves as a client certificate when it dials links.
+    this.serverExtensions = [basic, usage, extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([id_kp_serverAuth, id_kp_clientAuth])), aki];
   }
 
-  /** Issues a certificate with CN = `commonName` for a checked CSR's key. */
+  /** Issues a client certificate (clientAuth) with CN = `commonName` for a checked CSR's key. */
   issue(csr: CertificationRequest, spki: Buffer, commonName: string, validityDays: number, now = Date.now()): IssuedCert {
+    return this.sign(csr, commonName, validityDays, this.fixedExtensions, now);
+  }
+
+  /**
+   * Issues a server certificate (serverAuth and clientAuth) with CN =
+   * `commonName` and the subjectAltNames the CSR requested, copied as they
+   * are (read them with `requestedSans`, which refuses anything but DNS and IP).
+   */
+  issueServer(csr: CertificationRequest, sans: RequestedSans, commonName: string, validityDays: number, now = Date.now()): IssuedCert {
+    const san = new Extension({ extnID: id_ce_subjectAltName, critical: false, extnValue: new OctetString(sans.der) });
+    return this.sign(csr, commonName, validityDays, [...this.serverExtensions, san], now);
+  }
+
+  private sign(csr: CertificationRequest, commonName: string, validityDays: number, extensions: Extension[], now: number): IssuedCert {
     // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
     const keyBits = csr.certificationRequestInfo.subjectPKInfo.subjectPublicKey;
     const ski = createHash('sha1').update(Buffer.from(keyBits)).digest();
@@ -148,7 +218,7 @@ export class ClientCertIssuer {
         new RelativeDistinguishedName([new AttributeTypeAndValue({ type: OID_O, value: new AttributeValue({ utf8String: 'ztedge' }) })]),
       ]),
       subjectPublicKeyInfo: csr.certificationRequestInfo.subjectPKInfo,
-      extensions: new Extensions([...this.fixedExtensions, extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(ski))]),
+      extensions: new Extensions([...extensions, extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(ski))]),
     });
     const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
     const signature = cryptoSign('sha256', tbsDer, this.signingKey);

@@ -16,7 +16,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { EdgeError } from '../errors.js';
 import { x509 } from '../keys/x509.js';
-import { checkCsr, ClientCertIssuer, type IssuedCert } from './issuer.js';
+import { checkCsr, ClientCertIssuer, requestedSans, type IssuedCert } from './issuer.js';
 import { writeFileAtomic } from '../util/fs.js';
 export { writeFileAtomic } from '../util/fs.js';
 import type { Logger } from '../log/index.js';
@@ -93,6 +93,24 @@ export class Pki {
   async issueClientCert(csrPem: string, identityId: string, validityDays: number): Promise<IssuedCert> {
     const csr = checkCsr(csrPem);
     return this.issuer.issue(csr.parsed, csr.spki, identityId, validityDays);
+  }
+
+  /**
+   * A router's two certificates (erott): a client certificate from
+   * `clientCsrPem` and a server certificate from `serverCsrPem`, both with
+   * CN = the router id; the server certificate carries the DNS and IP
+   * subjectAltNames the server CSR requested. Both CSRs are checked before
+   * either certificate is made.
+   */
+  async issueRouterCerts(clientCsrPem: string, serverCsrPem: string, routerId: string, validityDays: number): Promise<{ client: IssuedCert; server: IssuedCert; sans: { dns: string[]; ip: string[] } }> {
+    const client = checkCsr(clientCsrPem);
+    const server = checkCsr(serverCsrPem);
+    const sans = requestedSans(server.parsed);
+    return {
+      client: this.issuer.issue(client.parsed, client.spki, routerId, validityDays),
+      server: this.issuer.issueServer(server.parsed, sans, routerId, validityDays),
+      sans: { dns: sans.dns, ip: sans.ip },
+    };
   }
 }
 

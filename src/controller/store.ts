@@ -31,7 +31,8 @@ export interface IdentityRecord {
   updatedAt: string;
 }
 
-export type EnrollmentMethod = 'ott' | 'ottca' | 'updb';
+/** erott: an edge router's one-time token (client and server certificates). */
+export type EnrollmentMethod = 'ott' | 'ottca' | 'updb' | 'erott';
 
 export interface EnrollmentRecord {
   id: string;
@@ -98,6 +99,136 @@ export interface CaRecord {
 
 export interface MfaRecord { identityId: string; secret: string; isVerified: boolean; createdAt: string }
 
+/**
+ * An edge router. Its identity (type Router, same id, name and
+ * roleAttributes) is what service policies name and what its client
+ * certificate authenticates as; the two records change together.
+ */
+export interface EdgeRouterRecord {
+  id: string;
+  name: string;
+  roleAttributes: string[];
+  isTunnelerEnabled: boolean;
+  tags: Record<string, unknown>;
+  appData: Record<string, unknown>;
+  cost: number;
+  noTraversal: boolean;
+  disabled: boolean;
+  /** True once the router enrolled (erott). */
+  isVerified: boolean;
+  /** Client certificate issued at enrollment and its SHA-1 fingerprint (lower-case hex). */
+  certPem: string | null;
+  fingerprint: string | null;
+  /** Server certificate issued at enrollment (for the router's link listeners). */
+  serverCertPem: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ServiceRecord {
+  id: string;
+  name: string;
+  roleAttributes: string[];
+  /** Config ids, at most one per config type. */
+  configs: string[];
+  encryptionRequired: boolean;
+  terminatorStrategy: string;
+  maxIdleTimeMillis: number;
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ConfigRecord {
+  id: string;
+  name: string;
+  /** A built-in config type: its id is its name (intercept.v1, host.v1). */
+  configTypeId: string;
+  data: Record<string, unknown>;
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A service policy. `@` selectors are stored by id (names resolved on write), so renames keep them valid. */
+export interface ServicePolicyRecord {
+  id: string;
+  name: string;
+  type: 'Dial' | 'Bind';
+  semantic: 'AllOf' | 'AnyOf';
+  identityRoles: string[];
+  serviceRoles: string[];
+  postureCheckRoles: string[];
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/**
+ * Records of one kind with a unique name index. Methods that change data
+ * must run inside `Store.write` (they only queue puts in the transaction).
+ */
+class NamedCollection<T extends { id: string; name: string }> {
+  constructor(readonly records: Database<T, string>, private readonly byName: Database<string, string>, private readonly what: string) {}
+
+  get(id: string): T | undefined {
+    return this.records.get(id);
+  }
+
+  idByName(name: string): string | undefined {
+    return this.byName.get(name);
+  }
+
+  /** By id first, then by name. */
+  find(idOrName: string): T | undefined {
+    const byId = this.records.get(idOrName);
+    if (byId !== undefined) return byId;
+    const id = this.byName.get(idOrName);
+    return id === undefined ? undefined : this.records.get(id);
+  }
+
+  list(): T[] {
+    return [...this.records.getRange().map((e) => e.value)];
+  }
+
+  count(): number {
+    return this.records.getCount();
+  }
+
+  checkNameFree(name: string): void {
+    if (this.byName.get(name) !== undefined) throw new EdgeError('ERR_NAME_IN_USE', `${this.what} named "${name}" already exists`, { details: { field: 'name' } });
+  }
+
+  insert(r: T): void {
+    this.checkNameFree(r.name);
+    void this.records.put(r.id, r);
+    void this.byName.put(r.name, r.id);
+  }
+
+  /** Replaces a record (renaming it in the index); returns the previous one. */
+  replace(next: T): T {
+    const prev = this.records.get(next.id);
+    if (prev === undefined) throw new EdgeError('ERR_NOT_FOUND', `${this.what.replace(/^an? /, '')} ${next.id} not found`);
+    if (prev.name !== next.name) {
+      this.checkNameFree(next.name);
+      void this.byName.remove(prev.name);
+      void this.byName.put(next.name, next.id);
+    }
+    void this.records.put(next.id, next);
+    return prev;
+  }
+
+  /** Puts a record whose name is unchanged (no index work). */
+  put(r: T): void {
+    void this.records.put(r.id, r);
+  }
+
+  remove(r: T): void {
+    void this.records.remove(r.id);
+    void this.byName.remove(r.name);
+  }
+}
+
 export class Store {
   private readonly root: RootDatabase;
   readonly identities: Database<IdentityRecord, string>;
@@ -119,6 +250,10 @@ export class Store {
   private readonly sessionsByIdentity: Database<string, string>;
   private readonly usedTokens: Database<UsedTokenRecord, string>;
   private readonly meta: Database<unknown, string>;
+  readonly edgeRouters: NamedCollection<EdgeRouterRecord>;
+  readonly services: NamedCollection<ServiceRecord>;
+  readonly configs: NamedCollection<ConfigRecord>;
+  readonly servicePolicies: NamedCollection<ServicePolicyRecord>;
 
   constructor(dir: string) {
     const path = join(dir, 'db');
@@ -147,6 +282,10 @@ export class Store {
     this.sessionsByIdentity = multi('idx.session.identity');
     this.usedTokens = db('usedTokens');
     this.meta = db('meta');
+    this.edgeRouters = new NamedCollection(db('edgeRouters'), db('idx.edgeRouter.name'), 'an edge router');
+    this.services = new NamedCollection(db('services'), db('idx.service.name'), 'a service');
+    this.configs = new NamedCollection(db('configs'), db('idx.config.name'), 'a config');
+    this.servicePolicies = new NamedCollection(db('servicePolicies'), db('idx.servicePolicy.name'), 'a service policy');
   }
 
   /** Runs `fn` in one write transaction (rolled back if it throws), then waits for the flush. */
@@ -238,21 +377,36 @@ export class Store {
 
   /**
    * Deletes an identity and everything hanging off it: API sessions,
-   * authenticators, enrollments, MFA configuration. Returns false if absent.
+   * authenticators, enrollments, MFA configuration, and the `@id` selectors
+   * of service policies that named it. Returns false if absent.
    */
   deleteIdentity(id: string): Promise<boolean> {
     return this.write(() => {
       const identity = this.identities.get(id);
       if (identity === undefined) return false;
-      for (const s of this.sessionsOf(id)) this.removeSessionRecord(s.token);
-      for (const a of this.authenticatorsOf(id)) this.removeAuthenticator(a);
-      for (const e of this.enrollmentsOf(id)) this.removeEnrollment(e);
-      void this.mfa.remove(id);
-      void this.identityByName.remove(identity.name);
-      if (identity.externalId !== null) void this.identityByExternalId.remove(identity.externalId);
-      void this.identities.remove(id);
+      this.removeIdentity(identity);
       return true;
     });
+  }
+
+  private removeIdentity(identity: IdentityRecord): void {
+    const id = identity.id;
+    for (const s of this.sessionsOf(id)) this.removeSessionRecord(s.token);
+    for (const a of this.authenticatorsOf(id)) this.removeAuthenticator(a);
+    for (const e of this.enrollmentsOf(id)) this.removeEnrollment(e);
+    void this.mfa.remove(id);
+    void this.identityByName.remove(identity.name);
+    if (identity.externalId !== null) void this.identityByExternalId.remove(identity.externalId);
+    void this.identities.remove(id);
+    this.forgetPolicyReference('identityRoles', id);
+  }
+
+  /** Removes `@id` from one role list of every service policy (on delete of what it named). */
+  private forgetPolicyReference(field: 'identityRoles' | 'serviceRoles', id: string): void {
+    const ref = `@${id}`;
+    for (const p of this.servicePolicies.list()) {
+      if (p[field].includes(ref)) this.servicePolicies.put({ ...p, [field]: p[field].filter((r) => r !== ref), updatedAt: new Date().toISOString() });
+    }
   }
 
   // ---- enrollments ------------------------------------------------------
@@ -298,19 +452,21 @@ export class Store {
    * request consumed the token first, so a token yields one credential only.
    */
   consumeEnrollment(enrollment: EnrollmentRecord, authenticator: AuthenticatorRecord, usedAt: string): Promise<void> {
-    return this.write(() => {
-      const current = this.enrollments.get(enrollment.id);
-      if (current === undefined || current.token !== enrollment.token) {
-        throw new EdgeError('ERR_ENROLLMENT_TOKEN_USED', 'this enrollment token has already been used');
-      }
-      if (this.identities.get(enrollment.identityId) === undefined) {
-        throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'the identity of this enrollment no longer exists');
-      }
-      this.checkAuthenticatorFree(authenticator);
-      this.removeEnrollment(current);
-      void this.usedTokens.put(current.token, { token: current.token, usedAt, identityId: current.identityId });
-      this.putAuthenticator(authenticator);
-    });
+    return this.write(() => { this.consume(enrollment, authenticator, usedAt); });
+  }
+
+  private consume(enrollment: EnrollmentRecord, authenticator: AuthenticatorRecord, usedAt: string): void {
+    const current = this.enrollments.get(enrollment.id);
+    if (current === undefined || current.token !== enrollment.token) {
+      throw new EdgeError('ERR_ENROLLMENT_TOKEN_USED', 'this enrollment token has already been used');
+    }
+    if (this.identities.get(enrollment.identityId) === undefined) {
+      throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'the identity of this enrollment no longer exists');
+    }
+    this.checkAuthenticatorFree(authenticator);
+    this.removeEnrollment(current);
+    void this.usedTokens.put(current.token, { token: current.token, usedAt, identityId: current.identityId });
+    this.putAuthenticator(authenticator);
   }
 
   private checkEnrollmentFree(e: EnrollmentRecord): void {
@@ -412,6 +568,176 @@ export class Store {
       for (const a of this.listAuthenticators()) if (a.caId === id) this.removeAuthenticator(a);
       void this.caByName.remove(ca.name);
       void this.cas.remove(id);
+      return true;
+    });
+  }
+
+  // ---- edge routers -----------------------------------------------------
+
+  /** Creates an edge router with its identity (same id) and its erott enrollment, atomically. */
+  createEdgeRouter(router: EdgeRouterRecord, identity: IdentityRecord, enrollment: EnrollmentRecord): Promise<void> {
+    return this.write(() => {
+      this.edgeRouters.checkNameFree(router.name);
+      if (this.identityByName.get(identity.name) !== undefined) {
+        throw new EdgeError('ERR_NAME_IN_USE', `an identity named "${identity.name}" already exists (a router's identity takes its name)`, { details: { field: 'name' } });
+      }
+      this.checkEnrollmentFree(enrollment);
+      void this.identities.put(identity.id, identity);
+      void this.identityByName.put(identity.name, identity.id);
+      this.edgeRouters.insert(router);
+      this.putEnrollment(enrollment);
+    });
+  }
+
+  /** Replaces an edge router and carries its name and roleAttributes over to its identity. */
+  updateEdgeRouter(next: EdgeRouterRecord): Promise<void> {
+    return this.write(() => {
+      const prev = this.edgeRouters.replace(next);
+      const identity = this.identities.get(next.id);
+      if (identity === undefined) return;
+      if (prev.name !== next.name) {
+        if (this.identityByName.get(next.name) !== undefined) {
+          throw new EdgeError('ERR_NAME_IN_USE', `an identity named "${next.name}" already exists (a router's identity takes its name)`, { details: { field: 'name' } });
+        }
+        void this.identityByName.remove(identity.name);
+        void this.identityByName.put(next.name, identity.id);
+      }
+      void this.identities.put(identity.id, { ...identity, name: next.name, roleAttributes: next.roleAttributes, updatedAt: next.updatedAt });
+    });
+  }
+
+  /** Deletes an edge router and its identity (with everything deleteIdentity removes). */
+  deleteEdgeRouter(id: string): Promise<boolean> {
+    return this.write(() => {
+      const router = this.edgeRouters.get(id);
+      if (router === undefined) return false;
+      const identity = this.identities.get(id);
+      if (identity !== undefined) this.removeIdentity(identity);
+      this.edgeRouters.remove(router);
+      return true;
+    });
+  }
+
+  /**
+   * Consumes a router's erott token, stores its client certificate as the
+   * identity's authenticator and marks the router verified, in one transaction.
+   */
+  enrollEdgeRouter(enrollment: EnrollmentRecord, authenticator: AuthenticatorRecord, usedAt: string, serverCertPem: string): Promise<void> {
+    return this.write(() => {
+      const router = this.edgeRouters.get(enrollment.identityId);
+      if (router === undefined) throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'the edge router of this enrollment no longer exists');
+      this.consume(enrollment, authenticator, usedAt);
+      this.edgeRouters.put({ ...router, isVerified: true, certPem: authenticator.certPem, fingerprint: authenticator.fingerprint, serverCertPem, updatedAt: usedAt });
+    });
+  }
+
+  /**
+   * Opens a new erott enrollment for a router: its certificate
+   * authenticators, API sessions and any pending erott token end now, and
+   * it is unverified until it enrolls again.
+   */
+  reEnrollEdgeRouter(id: string, enrollment: EnrollmentRecord): Promise<void> {
+    return this.write(() => {
+      const router = this.edgeRouters.get(id);
+      if (router === undefined) throw new EdgeError('ERR_NOT_FOUND', `edge router ${id} not found`);
+      for (const s of this.sessionsOf(id)) this.removeSessionRecord(s.token);
+      for (const a of this.authenticatorsOf(id)) if (a.method === 'cert') this.removeAuthenticator(a);
+      for (const e of this.enrollmentsOf(id)) if (e.method === 'erott') this.removeEnrollment(e);
+      this.checkEnrollmentFree(enrollment);
+      this.putEnrollment(enrollment);
+      this.edgeRouters.put({ ...router, isVerified: false, certPem: null, fingerprint: null, serverCertPem: null, updatedAt: enrollment.createdAt });
+    });
+  }
+
+  // ---- configs, services, service policies ------------------------------
+
+  createConfig(config: ConfigRecord): Promise<void> {
+    return this.write(() => { this.configs.insert(config); });
+  }
+
+  updateConfig(next: ConfigRecord): Promise<void> {
+    return this.write(() => { this.configs.replace(next); });
+  }
+
+  /** Deletes a config and takes it off every service that used it. */
+  deleteConfig(id: string): Promise<boolean> {
+    return this.write(() => {
+      const config = this.configs.get(id);
+      if (config === undefined) return false;
+      for (const s of this.services.list()) {
+        if (s.configs.includes(id)) this.services.put({ ...s, configs: s.configs.filter((c) => c !== id), updatedAt: new Date().toISOString() });
+      }
+      this.configs.remove(config);
+      return true;
+    });
+  }
+
+  /** Checks, inside the transaction, that a service's configs exist and are one per type. */
+  private checkServiceConfigs(s: ServiceRecord): void {
+    const types = new Map<string, string>();
+    for (const id of s.configs) {
+      const c = this.configs.get(id);
+      if (c === undefined) throw new EdgeError('ERR_NOT_FOUND', `configs: config ${id} not found`, { details: { field: 'configs' } });
+      const other = types.get(c.configTypeId);
+      if (other !== undefined) throw new EdgeError('ERR_INVALID_ARGUMENT', `configs: "${other}" and "${c.name}" are both of type ${c.configTypeId}; a service takes one config per type`, { details: { field: 'configs' } });
+      types.set(c.configTypeId, c.name);
+    }
+  }
+
+  createService(service: ServiceRecord): Promise<void> {
+    return this.write(() => {
+      this.checkServiceConfigs(service);
+      this.services.insert(service);
+    });
+  }
+
+  updateService(next: ServiceRecord): Promise<void> {
+    return this.write(() => {
+      this.checkServiceConfigs(next);
+      this.services.replace(next);
+    });
+  }
+
+  /** Deletes a service and the `@id` selectors of service policies that named it. */
+  deleteService(id: string): Promise<boolean> {
+    return this.write(() => {
+      const service = this.services.get(id);
+      if (service === undefined) return false;
+      this.services.remove(service);
+      this.forgetPolicyReference('serviceRoles', id);
+      return true;
+    });
+  }
+
+  /** Checks, inside the transaction, that every `@id` selector names an existing entity. */
+  private checkPolicyReferences(p: ServicePolicyRecord): void {
+    for (const r of p.identityRoles) {
+      if (r.startsWith('@') && this.identities.get(r.slice(1)) === undefined) throw new EdgeError('ERR_NOT_FOUND', `identityRoles: identity ${r.slice(1)} not found`, { details: { field: 'identityRoles' } });
+    }
+    for (const r of p.serviceRoles) {
+      if (r.startsWith('@') && this.services.get(r.slice(1)) === undefined) throw new EdgeError('ERR_NOT_FOUND', `serviceRoles: service ${r.slice(1)} not found`, { details: { field: 'serviceRoles' } });
+    }
+  }
+
+  createServicePolicy(policy: ServicePolicyRecord): Promise<void> {
+    return this.write(() => {
+      this.checkPolicyReferences(policy);
+      this.servicePolicies.insert(policy);
+    });
+  }
+
+  updateServicePolicy(next: ServicePolicyRecord): Promise<void> {
+    return this.write(() => {
+      this.checkPolicyReferences(next);
+      this.servicePolicies.replace(next);
+    });
+  }
+
+  deleteServicePolicy(id: string): Promise<boolean> {
+    return this.write(() => {
+      const p = this.servicePolicies.get(id);
+      if (p === undefined) return false;
+      this.servicePolicies.remove(p);
       return true;
     });
   }

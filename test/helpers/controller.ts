@@ -102,12 +102,21 @@ export async function adminToken(ctrl: ControllerProcess): Promise<string> {
 
 let ajv: Ajv | undefined;
 
-/** Swagger 2.0 → JSON Schema: `x-nullable: true` means null is allowed too. */
+/**
+ * Swagger 2.0 → JSON Schema: `x-nullable: true` means null is allowed too,
+ * and a map value of bare `{type: object}` is go-swagger's `interface{}`
+ * (any JSON value): OpenZiti's tags (`subTags`) hold strings that way, and
+ * a service's `config` map holds each config's data.
+ */
 function nullable(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(nullable);
   if (node === null || typeof node !== 'object') return node;
   const o: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(node)) if (!k.startsWith('x-') && k !== 'example') o[k] = nullable(v);
+  for (const [k, v] of Object.entries(node)) {
+    if (k.startsWith('x-') || k === 'example') continue;
+    const anyValue = k === 'additionalProperties' && v !== null && typeof v === 'object' && Object.keys(v).length === 1 && (v as Record<string, unknown>).type === 'object';
+    o[k] = anyValue ? {} : nullable(v);
+  }
   if ((node as Record<string, unknown>)['x-nullable'] === true) return { anyOf: [o, { type: 'null' }] };
   return o;
 }

@@ -1,6 +1,7 @@
 /**
  * `ztedge edge …`: the management CLI, with the verbs of `ziti edge …`
- * (login, create, list, delete) over the management REST API.
+ * (login, create, list, delete) over the management REST API: identities,
+ * CAs and enrollments; edge routers, configs, services and service policies.
  */
 import { promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
@@ -23,13 +24,24 @@ Manage the overlay through the controller's management API.
         --ottca CA_NAME_OR_ID (enroll with a certificate from a registered 3rd-party CA)
   create ca NAME CERT.pem [--identity-roles a,b] [--no-auth] [--no-ottca]   register a 3rd-party CA
   verify ca NAME|ID --cert PROOF.pem                  prove the CA's key: a cert with CN = its verificationToken
+  create edge-router NAME [--role-attributes a,b] [--tunneler-enabled] [-o router.jwt]
+                                                      new router (also an identity for policies) with an erott token
+  create config NAME intercept.v1|host.v1 'JSON'      config data, checked against its type
+  create service NAME [--configs a,b] [--role-attributes a,b]   configs by name or id
+  create service-policy NAME Dial|Bind --identity-roles '#attr,@name' --service-roles '#attr,@name'
+        [--semantic AllOf|AnyOf]                      selectors: #attr, @name or @id, #all (default semantic AllOf)
   list identities [FILTER]                            e.g. 'name contains "plc"'
   list enrollments [FILTER]
   list cas [FILTER]
+  list edge-routers [FILTER]
+  list configs [FILTER]                               e.g. 'type = "host.v1"'
+  list services [FILTER]
+  list service-policies [FILTER]                      e.g. 'type = "Dial"'
   list summary
   delete identity NAME|ID
   delete ca NAME|ID
   delete enrollment ID | where FILTER                 e.g. delete enrollment where 'identity="ID"'
+  delete edge-router|config|service|service-policy NAME|ID
 
   --json   print JSON instead of a table (list)
 
@@ -38,7 +50,11 @@ Examples:
   ztedge edge create identity device plc-7 --role-attributes plc,line1 -o plc-7.jwt
   ztedge edge list identities 'roleAttributes contains "plc"'
   ztedge edge delete identity plc-7
-  ztedge edge create ca plant-ca plant-ca.pem && ztedge edge verify ca plant-ca --cert proof.pem`;
+  ztedge edge create ca plant-ca plant-ca.pem && ztedge edge verify ca plant-ca --cert proof.pem
+  ztedge edge create edge-router hub-1 --role-attributes hubs -o hub-1.jwt
+  ztedge edge create config web-host host.v1 '{"protocol":"tcp","address":"127.0.0.1","port":8080}'
+  ztedge edge create service web --configs web-host,web-intercept --role-attributes demo
+  ztedge edge create service-policy web-bind Bind --identity-roles '@hosting-router' --service-roles '@web'`;
 
 const OPTIONS = {
   username: { type: 'string', short: 'u' }, password: { type: 'string', short: 'p' }, 'password-file': { type: 'string' },
@@ -46,6 +62,7 @@ const OPTIONS = {
   'role-attributes': { type: 'string', short: 'a' }, admin: { type: 'boolean' }, updb: { type: 'string' },
   'external-id': { type: 'string' }, ottca: { type: 'string' }, cert: { type: 'string' },
   'identity-roles': { type: 'string' }, 'no-auth': { type: 'boolean' }, 'no-ottca': { type: 'boolean' }, output: { type: 'string', short: 'o' }, qr: { type: 'boolean' }, json: { type: 'boolean' },
+  'tunneler-enabled': { type: 'boolean' }, configs: { type: 'string' }, 'service-roles': { type: 'string' }, semantic: { type: 'string' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -54,7 +71,7 @@ const IDENTITY_TYPES: Record<string, string> = { device: 'Device', service: 'Ser
 
 export const edgeCommand: Command = {
   name: 'edge',
-  summary: 'manage identities and enrollments (login, create, list, delete)',
+  summary: 'manage identities, routers, services and policies (login, create, list, delete)',
   help: HELP,
   async run(argv) {
     const { values, positionals } = parse(argv, OPTIONS, 'edge');
@@ -158,9 +175,88 @@ async function doVerify(noun: string | undefined, rest: string[], v: Values): Pr
   return 0;
 }
 
+/** "a, b,,c" → ["a","b","c"]; undefined when the option was not given. */
+function list(v: unknown): string[] | undefined {
+  return str(v)?.split(',').map((a) => a.trim()).filter((a) => a !== '');
+}
+
+async function writeToken(output: string | undefined, jwt: string, expiresAt: string): Promise<void> {
+  if (output !== undefined) {
+    await fs.writeFile(output, jwt + '\n', { mode: 0o600 });
+    out(`Enrollment expires at ${expiresAt}; token written to ${output}`);
+  } else {
+    out(`Enrollment expires at ${expiresAt}`);
+  }
+}
+
+async function doCreateEdgeRouter(rest: string[], v: Values): Promise<number> {
+  const [name] = rest;
+  if (name === undefined || rest.length !== 1) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create edge-router NAME [--role-attributes a,b] [--tunneler-enabled] [-o router.jwt]');
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/edge-routers', {
+    name, roleAttributes: list(v['role-attributes']) ?? [], isTunnelerEnabled: v['tunneler-enabled'] === true,
+  });
+  const detail = await client.call<{ enrollmentJwt: string | null; enrollmentExpiresAt: string | null }>('GET', `/edge-routers/${created.id}`);
+  out(`New edge router ${name} created with id: ${created.id}`);
+  if (detail.enrollmentJwt !== null) await writeToken(str(v.output), detail.enrollmentJwt, detail.enrollmentExpiresAt ?? '');
+  return 0;
+}
+
+async function doCreateConfig(rest: string[]): Promise<number> {
+  const [name, type, json] = rest;
+  if (name === undefined || type === undefined || json === undefined || rest.length !== 3) {
+    throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create config NAME intercept.v1|host.v1 \'JSON\'');
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch (err) {
+    throw new EdgeError('ERR_USAGE', `the config data is not JSON: ${(err as Error).message}`);
+  }
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/configs', { name, configTypeId: type, data });
+  out(`New config ${name} (${type}) created with id: ${created.id}`);
+  return 0;
+}
+
+async function doCreateService(rest: string[], v: Values): Promise<number> {
+  const [name] = rest;
+  if (name === undefined || rest.length !== 1) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create service NAME [--configs a,b] [--role-attributes a,b]');
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/services', {
+    name, configs: list(v.configs) ?? [], roleAttributes: list(v['role-attributes']) ?? [], encryptionRequired: true,
+  });
+  out(`New service ${name} created with id: ${created.id}`);
+  return 0;
+}
+
+async function doCreateServicePolicy(rest: string[], v: Values): Promise<number> {
+  const [name, type] = rest;
+  const usage = 'usage: ztedge edge create service-policy NAME Dial|Bind --identity-roles \'#attr,@name\' --service-roles \'#attr,@name\' [--semantic AllOf|AnyOf]';
+  if (name === undefined || type === undefined || rest.length !== 2) throw new EdgeError('ERR_USAGE', usage);
+  const policyType = { dial: 'Dial', bind: 'Bind' }[type.toLowerCase()];
+  if (policyType === undefined) throw new EdgeError('ERR_USAGE', `the policy type must be Dial or Bind, not "${type}"\n${usage}`);
+  const semanticArg = str(v.semantic);
+  const semantic = semanticArg === undefined ? 'AllOf' : { allof: 'AllOf', anyof: 'AnyOf' }[semanticArg.toLowerCase()];
+  if (semantic === undefined) throw new EdgeError('ERR_USAGE', `--semantic must be AllOf or AnyOf, not "${semanticArg ?? ''}"`);
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/service-policies', {
+    name, type: policyType, semantic, identityRoles: list(v['identity-roles']) ?? [], serviceRoles: list(v['service-roles']) ?? [],
+  });
+  out(`New service policy ${name} (${policyType}) created with id: ${created.id}`);
+  return 0;
+}
+
 async function doCreate(noun: string | undefined, rest: string[], v: Values): Promise<number> {
-  if (noun === 'ca') return doCreateCa(rest, v);
-  if (noun !== 'identity') throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca)\nRun "ztedge edge --help" for usage.`);
+  switch (noun) {
+    case 'ca': return doCreateCa(rest, v);
+    case 'edge-router': return doCreateEdgeRouter(rest, v);
+    case 'config': return doCreateConfig(rest);
+    case 'service': return doCreateService(rest, v);
+    case 'service-policy': return doCreateServicePolicy(rest, v);
+    case 'identity': break;
+    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy)\nRun "ztedge edge --help" for usage.`);
+  }
   let type = 'Default';
   let name = rest[0];
   if (rest.length >= 2 && IDENTITY_TYPES[rest[0]!.toLowerCase()] !== undefined) {
@@ -186,13 +282,7 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
   const enrollment = detail.enrollment[updb !== undefined ? 'updb' : ottcaKey !== undefined ? 'ottca' : 'ott'];
   out(`New identity ${name} created with id: ${created.id}`);
   if (enrollment !== undefined) {
-    const output = str(v.output);
-    if (output !== undefined) {
-      await fs.writeFile(output, enrollment.jwt + '\n', { mode: 0o600 });
-      out(`Enrollment expires at ${enrollment.expiresAt}; token written to ${output}`);
-    } else {
-      out(`Enrollment expires at ${enrollment.expiresAt}`);
-    }
+    await writeToken(str(v.output), enrollment.jwt, enrollment.expiresAt);
     if (v.qr === true) qrcode.generate(enrollment.jwt, { small: true }, (code) => out(code));
   }
   return 0;
@@ -232,15 +322,51 @@ async function doList(noun: string | undefined, rest: string[], v: Values): Prom
       table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['VERIFIED', (r) => r.isVerified], ['AUTH', (r) => r.isAuthEnabled], ['OTTCA', (r) => r.isOttCaEnrollmentEnabled], ['FINGERPRINT', (r) => r.fingerprint]]);
       return 0;
     }
+    case 'edge-routers': case 'edge-router': {
+      const rows = await client.list<Row>('edge-routers', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['ATTRIBUTES', (r) => r.roleAttributes], ['TUNNELER', (r) => r.isTunnelerEnabled],
+        ['VERIFIED', (r) => r.isVerified], ['ENROLLMENT EXPIRES', (r) => r.enrollmentExpiresAt ?? '-']]);
+      return 0;
+    }
+    case 'configs': case 'config': {
+      const rows = await client.list<Row>('configs', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['TYPE', (r) => r.configTypeId], ['DATA', (r) => JSON.stringify(r.data)]]);
+      return 0;
+    }
+    case 'services': case 'service': {
+      const rows = await client.list<Row>('services', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      const names = new Map((await client.list<Row>('configs')).map((c) => [String(c.id), String(c.name)]));
+      table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['ATTRIBUTES', (r) => r.roleAttributes],
+        ['CONFIGS', (r) => (r.configs as string[]).map((id) => names.get(id) ?? id)], ['ENCRYPTION', (r) => r.encryptionRequired]]);
+      return 0;
+    }
+    case 'service-policies': case 'service-policy': {
+      const rows = await client.list<Row>('service-policies', filter);
+      if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
+      const shown = (d: unknown): string[] => (d as { name: string }[]).map((x) => x.name);
+      table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['TYPE', (r) => r.type], ['SEMANTIC', (r) => r.semantic],
+        ['IDENTITY ROLES', (r) => shown(r.identityRolesDisplay)], ['SERVICE ROLES', (r) => shown(r.serviceRolesDisplay)]]);
+      return 0;
+    }
     case 'summary': {
       const data = await client.call<Record<string, number>>('GET', '/summary');
       if (v.json === true) { out(JSON.stringify(data, null, 2)); return 0; }
       table(Object.entries(data).map(([k, n]) => ({ k, n })), [['ENTITY', (r) => r.k], ['COUNT', (r) => r.n]]);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, summary)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, summary)`);
   }
 }
+
+const DELETABLE = {
+  'edge-router': { collection: 'edge-routers', what: 'edge router' },
+  config: { collection: 'configs', what: 'config' },
+  service: { collection: 'services', what: 'service' },
+  'service-policy': { collection: 'service-policies', what: 'service policy' },
+} as const;
 
 async function doDelete(noun: string | undefined, rest: string[]): Promise<number> {
   const client = await ManagementClient.fromState();
@@ -274,6 +400,14 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted CA ${String(ca.name)} (${String(ca.id)})`);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca)`);
+    case 'edge-router': case 'config': case 'service': case 'service-policy': {
+      const { collection, what } = DELETABLE[noun];
+      if (rest.length !== 1) throw new EdgeError('ERR_USAGE', `usage: ztedge edge delete ${noun} NAME|ID`);
+      const target = await findOne(client, collection, rest[0]!, what);
+      await client.call('DELETE', `/${collection}/${String(target.id)}`);
+      out(`Deleted ${what} ${String(target.name)} (${String(target.id)})`);
+      return 0;
+    }
+    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy)`);
   }
 }

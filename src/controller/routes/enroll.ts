@@ -7,6 +7,9 @@
  *   POST /edge/client/v1/enroll/ott                      body: {"token","clientCsr"} → JSON
  *   POST /edge/client/v1/enroll?method=updb&token=JTI    body: {"password"} → JSON
  *   POST /edge/client/v1/enroll/updb?token=JTI           same
+ *   POST /edge/client/v1/enroll/erott                    body: {"token","clientCsr","serverCsr"} → {data:{cert,serverCert,ca}}
+ *   POST /edge/client/v1/enroll?method=erott&token=JTI   body: {"clientCsr","serverCsr"} → same
+ *        (OpenZiti routers' field names certCsr and serverCertCsr are read too)
  *
  * A token is checked (known, unused, unexpired, right method) before any
  * work, and consumed in the same transaction that stores the credential.
@@ -113,6 +116,42 @@ async function enrollOttca(ctx: ControllerContext, token: string | undefined, re
   return envelope({});
 }
 
+/** The two CSRs of a router enrollment, under our names or OpenZiti router's. */
+function routerCsrs(body: unknown): { clientCsr: string; serverCsr: string } {
+  const b = (body !== null && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+  const clientCsr = b.clientCsr ?? b.certCsr;
+  const serverCsr = b.serverCsr ?? b.serverCertCsr;
+  if (typeof clientCsr !== 'string' || typeof serverCsr !== 'string') {
+    throw new EdgeError('ERR_CSR_INVALID', 'router enrollment needs a JSON body {"clientCsr": PEM, "serverCsr": PEM} (the server CSR requests the subjectAltNames)');
+  }
+  return { clientCsr, serverCsr };
+}
+
+/**
+ * erott: an edge router sends two CSRs and gets a client certificate (its
+ * identity's authenticator) and a server certificate for its link
+ * listeners, whose subjectAltNames are those the server CSR requested.
+ */
+async function enrollErott(ctx: ControllerContext, token: string | undefined, body: unknown): Promise<unknown> {
+  const now = new Date();
+  const e = pendingEnrollment(ctx, token, 'erott', now);
+  const { clientCsr, serverCsr } = routerCsrs(body);
+  const issued = await ctx.pki.issueRouterCerts(clientCsr, serverCsr, e.identityId, ctx.settings.certValidityDays);
+  const iso = now.toISOString();
+  const authenticator: AuthenticatorRecord = {
+    id: newId(), identityId: e.identityId, method: 'cert', fingerprint: issued.client.fingerprint, certPem: issued.client.certPem,
+    username: null, passwordHash: null, createdAt: iso, updatedAt: iso,
+  };
+  await ctx.store.enrollEdgeRouter(e, authenticator, iso, issued.server.certPem);
+  ctx.log.info({ routerId: e.identityId, method: 'erott', fingerprint: issued.client.fingerprint, sans: [...issued.sans.dns, ...issued.sans.ip] }, 'edge router enrolled');
+  return envelope({ cert: issued.client.chainPem, serverCert: issued.server.chainPem, ca: ctx.pki.caBundlePem });
+}
+
+function bodyToken(req: FastifyRequest): string | undefined {
+  const body = req.body as { token?: unknown } | undefined;
+  return typeof body?.token === 'string' ? body.token : (req.query as { token?: string }).token;
+}
+
 export function registerEnrollRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string): void {
   app.post(`${prefix}/enroll`, { schema: { querystring: EnrollQuery } }, async (req, reply) => {
     const q = req.query as Static<typeof EnrollQuery>;
@@ -120,22 +159,17 @@ export function registerEnrollRoutes(app: FastifyInstance, ctx: ControllerContex
       case 'ott': return enrollOtt(ctx, q.token, req.body, wantsJson(req), reply);
       case 'updb': return enrollUpdb(ctx, q.token, req.body);
       case 'ottca': return enrollOttca(ctx, q.token, req);
-      case undefined: throw new EdgeError('ERR_ENROLLMENT_METHOD', 'the method query parameter is required (ott, ottca or updb)');
-      default: throw new EdgeError('ERR_ENROLLMENT_METHOD', `enrollment method "${q.method}" is not supported here (ott, ottca, updb)`);
+      case 'erott': return enrollErott(ctx, q.token ?? bodyToken(req), req.body);
+      case undefined: throw new EdgeError('ERR_ENROLLMENT_METHOD', 'the method query parameter is required (ott, ottca, updb or erott)');
+      default: throw new EdgeError('ERR_ENROLLMENT_METHOD', `enrollment method "${q.method}" is not supported here (ott, ottca, updb, erott)`);
     }
   });
 
-  app.post(`${prefix}/enroll/ott`, async (req, reply) => {
-    const body = req.body as { token?: unknown } | undefined;
-    const token = typeof body?.token === 'string' ? body.token : (req.query as { token?: string }).token;
-    return enrollOtt(ctx, token, req.body, true, reply);
-  });
+  app.post(`${prefix}/enroll/ott`, async (req, reply) => enrollOtt(ctx, bodyToken(req), req.body, true, reply));
 
-  app.post(`${prefix}/enroll/ottca`, async (req) => {
-    const body = req.body as { token?: unknown } | undefined;
-    const token = typeof body?.token === 'string' ? body.token : (req.query as { token?: string }).token;
-    return enrollOttca(ctx, token, req);
-  });
+  app.post(`${prefix}/enroll/ottca`, async (req) => enrollOttca(ctx, bodyToken(req), req));
+
+  app.post(`${prefix}/enroll/erott`, async (req) => enrollErott(ctx, bodyToken(req), req.body));
 
   app.post(`${prefix}/enroll/updb`, { schema: { querystring: EnrollQuery } }, async (req) => {
     return enrollUpdb(ctx, (req.query as Static<typeof EnrollQuery>).token, req.body);

@@ -14,9 +14,9 @@ import type { EnrollmentRecord, IdentityRecord, IdentityTypeName } from '../stor
 import { requireAdmin } from './guard.js';
 
 const IdentityType = Type.Union(['User', 'Device', 'Service', 'Router', 'Default'].map((t) => Type.Literal(t)));
-const Attributes = Type.Union([Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { maxItems: 256 }), Type.Null()]);
-const Tags = Type.Union([Type.Record(Type.String(), Type.Any()), Type.Null()]);
-const Name = Type.String({ minLength: 1, maxLength: 255, pattern: '^\\S(.*\\S)?$' });
+export const Attributes = Type.Union([Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { maxItems: 256 }), Type.Null()]);
+export const Tags = Type.Union([Type.Record(Type.String(), Type.Any()), Type.Null()]);
+export const Name = Type.String({ minLength: 1, maxLength: 255, pattern: '^\\S(.*\\S)?$' });
 
 const IdentityCreate = Type.Object({
   name: Name,
@@ -44,7 +44,7 @@ const IdentityPatch = Type.Object({
   appData: Type.Optional(Tags),
 }, { additionalProperties: true });
 
-const IdParams = Type.Object({ id: Type.String({ minLength: 1 }) });
+export const IdParams = Type.Object({ id: Type.String({ minLength: 1 }) });
 export const ListQuery = Type.Object({
   filter: Type.Optional(Type.String({ maxLength: 4096 })),
   limit: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
@@ -135,6 +135,7 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerCont
 
   const update = async (id: string, patch: Static<typeof IdentityPatch>, replaceAll: boolean): Promise<void> => {
     const prev = getIdentity(ctx, id);
+    refuseRouterIdentity(ctx, prev, 'changed');
     if (prev.isDefaultAdmin && patch.isAdmin === false) throw new EdgeError('ERR_CONFLICT', 'the default admin cannot lose its admin role');
     const next: IdentityRecord = {
       ...prev,
@@ -167,10 +168,19 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerCont
     const { identity: caller } = requireAdmin(ctx, req);
     const identity = getIdentity(ctx, (req.params as Static<typeof IdParams>).id);
     if (identity.isDefaultAdmin) throw new EdgeError('ERR_CONFLICT', 'the default admin cannot be deleted');
+    refuseRouterIdentity(ctx, identity, 'deleted');
     await store.deleteIdentity(identity.id);
     ctx.log.info({ identityId: identity.id, name: identity.name, by: caller.id }, 'identity deleted');
     return envelope({});
   });
+}
+
+/** A router's identity follows its edge router: it is changed and deleted through /edge-routers only. */
+function refuseRouterIdentity(ctx: ControllerContext, identity: IdentityRecord, what: string): void {
+  const router = ctx.store.edgeRouters.get(identity.id);
+  if (router !== undefined) {
+    throw new EdgeError('ERR_CONFLICT', `identity "${identity.name}" belongs to edge router ${router.id}; it is ${what} through /edge-routers/${router.id}`);
+  }
 }
 
 export function getIdentity(ctx: ControllerContext, id: string): IdentityRecord {
@@ -179,7 +189,7 @@ export function getIdentity(ctx: ControllerContext, id: string): IdentityRecord 
   return identity;
 }
 
-function normalizeAttributes(attrs: string[] | null | undefined): string[] {
+export function normalizeAttributes(attrs: string[] | null | undefined): string[] {
   return [...new Set((attrs ?? []).map((a) => a.trim()).filter((a) => a !== ''))].sort();
 }
 

@@ -1,5 +1,6 @@
 /** Unauthenticated discovery (`/.well-known/est/cacerts`, `/version`) and the authenticated summary. */
 import type { FastifyInstance } from 'fastify';
+import { CONFIG_TYPES } from '../config-types.js';
 import type { ControllerContext } from '../context.js';
 import { envelope } from '../present.js';
 import { requireAdmin } from './guard.js';
@@ -35,6 +36,11 @@ export function registerMetaRoutes(app: FastifyInstance, ctx: ControllerContext,
       apiSessions: store.countSessions(),
       authenticators: store.authenticators.getCount(),
       cas: store.cas.getCount(),
+      edgeRouters: store.edgeRouters.count(),
+      services: store.services.count(),
+      configs: store.configs.count(),
+      configTypes: CONFIG_TYPES.size,
+      servicePolicies: store.servicePolicies.count(),
     });
   });
 }
