@@ -84,7 +84,3 @@ export function peerCertificate(req: FastifyRequest): { raw: Buffer; chain: Buff
 export function clientIp(req: FastifyRequest): string {
   return req.socket.remoteAddress ?? '';
 }
-
-export function badRequest(message: string): EdgeError {
-  return new EdgeError('ERR_INVALID_ARGUMENT', message);
-}

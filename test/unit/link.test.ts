@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
-import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
+import type { FileKeyStore } from '../../src/keys/index.js';
+import { issueIdentity } from '../helpers/fabric.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle, type LinkSettings } from '../../src/link/index.js';
 import { CloseCode, FrameDecoder, FrameType, HEADER_BYTES, decodeControl, encodeControl, encodeFrame, header } from '../../src/wire/index.js';
 
@@ -21,11 +22,6 @@ let dir: string;
 let pki: Pki;
 let otherPki: Pki;
 
-async function identity(p: Pki, id: string): Promise<{ key: FileKeyStore; certPem: string }> {
-  const key = FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem');
-  const issued = await p.issueClientCert(await createCsr(key, 'CN=x'), id, 1);
-  return { key, certPem: issued.chainPem };
-}
 
 /** A listener whose links are reported to `onLink`. */
 async function listen(settings: Partial<LinkSettings> = {}): Promise<{ server: Server; port: number; links: Link[] }> {
@@ -76,7 +72,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('a dialer with an identity of the controller CA brings the link up; data flows both ways unchanged', async () => {
   const { server, port, links } = await listen();
-  const edge = await identity(pki, 'edge-router-1');
+  const edge = await issueIdentity(pki, 'edge-router-1');
   const d = await dial(port, edge, 'edge-router-1');
   const [peer] = await once(d, 'up') as [string];
   assert.equal(peer, 'hub');
@@ -108,7 +104,7 @@ test('a dialer with an identity of the controller CA brings the link up; data fl
 
 test('a certificate from another CA is refused with AUTH_FAILED', async () => {
   const { server, port, links } = await listen();
-  const stranger = await identity(otherPki, 'intruder');
+  const stranger = await issueIdentity(otherPki, 'intruder');
   const d = await dial(port, stranger, 'intruder');
   const [code, reason] = await once(d, 'close') as [number, string];
   assert.equal(code, CloseCode.AUTH_FAILED);
@@ -119,7 +115,7 @@ test('a certificate from another CA is refused with AUTH_FAILED', async () => {
 
 test('a proof replayed from another connection is refused', async () => {
   const { server, port } = await listen();
-  const edge = await identity(pki, 'edge-2');
+  const edge = await issueIdentity(pki, 'edge-2');
   // Capture a genuine HELLO from connection 1.
   const s1 = await tlsTo(port);
   const { signExporterProof } = await import('../../src/keys/proof.js');
@@ -158,7 +154,7 @@ test('hostile peers: frames before the handshake, malformed and oversized frames
     s.destroy();
   }
   // The listener still serves good dialers afterwards.
-  const d = await dial(port, await identity(pki, 'edge-3'), 'edge-3');
+  const d = await dial(port, await issueIdentity(pki, 'edge-3'), 'edge-3');
   await once(d, 'up');
   d.close(CloseCode.NORMAL, 'bye');
   server.close();
@@ -166,7 +162,7 @@ test('hostile peers: frames before the handshake, malformed and oversized frames
 
 test('a peer that goes silent is declared dead after deadAfterMs', async () => {
   const { server, port, links } = await listen({ keepaliveMs: 50, deadAfterMs: 300 });
-  const d = await dial(port, await identity(pki, 'edge-4'), 'edge-4', { keepaliveMs: 50, deadAfterMs: 300 });
+  const d = await dial(port, await issueIdentity(pki, 'edge-4'), 'edge-4', { keepaliveMs: 50, deadAfterMs: 300 });
   await once(d, 'up');
   const l = links[0]!;
   if (!l.isUp) await once(l, 'up');

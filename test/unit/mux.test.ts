@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { connect as tlsConnect, createServer as tlsServer, type Server } from 'node:tls';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
-import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle } from '../../src/link/index.js';
+import { issueIdentity, roundTrip, startEcho } from '../helpers/fabric.js';
 import { CircuitError, LinkMux } from '../../src/router/mux.js';
 import { CloseCode } from '../../src/wire/index.js';
 
@@ -39,9 +39,7 @@ before(async () => {
   const pki = await Pki.loadOrCreate(dir, ['127.0.0.1'], log);
   const cas = parsePemBundle(pki.caBundlePem);
 
-  echo = netServer((s) => { s.on('error', () => undefined); s.pipe(s); });
-  echo.listen(0, '127.0.0.1');
-  await once(echo, 'listening');
+  echo = await startEcho();
 
   hub = tlsServer({ key: pki.serverKeyPem, cert: pki.serverChainPem, minVersion: 'TLSv1.3' }, (socket) => {
     const link = new Link(socket, 'listener', { id: 'hub' }, cas, DEFAULT_LINK_SETTINGS, log);
@@ -55,11 +53,10 @@ before(async () => {
   hub.listen(0, '127.0.0.1');
   await once(hub, 'listening');
 
-  const key = FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem');
-  const cert = await pki.issueClientCert(await createCsr(key, 'CN=x'), 'edge-1', 1);
+  const { key, certPem } = await issueIdentity(pki, 'edge-1');
   const tls = tlsConnect({ host: '127.0.0.1', port: listening(hub), ca: pki.caBundlePem, minVersion: 'TLSv1.3' });
   await once(tls, 'secureConnect');
-  edgeLink = new Link(tls, 'dialer', { id: 'edge-1', key, certPem: cert.chainPem }, cas, DEFAULT_LINK_SETTINGS, log);
+  edgeLink = new Link(tls, 'dialer', { id: 'edge-1', key, certPem }, cas, DEFAULT_LINK_SETTINGS, log);
   const edgeMux = new LinkMux(edgeLink, 'dialer', (_r, _a, refuse) => refuse(CircuitError.REFUSED, 'edge hosts nothing'));
   await once(edgeLink, 'up');
 
@@ -79,32 +76,17 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Sends `data` through the overlay to the echo server and returns what came back. */
-function roundTrip(data: Buffer, timeoutMs = 20_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s = netConnect(proxyPort, '127.0.0.1');
-    const parts: Buffer[] = [];
-    let got = 0;
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`timeout after ${got} of ${data.length} bytes`)); }, timeoutMs);
-    s.on('data', (c: Buffer) => {
-      parts.push(c);
-      got += c.length;
-      if (got >= data.length) { clearTimeout(timer); s.end(); resolve(Buffer.concat(parts)); }
-    });
-    s.on('error', (e) => { clearTimeout(timer); reject(e); });
-    s.write(data);
-  });
-}
+
 
 test('a 32 MiB transfer arrives intact (sha256) through proxy → link → echo and back', async () => {
   const data = randomBytes(32 << 20);
-  const back = await roundTrip(data, 60_000);
+  const back = await roundTrip(proxyPort, data, 60_000);
   assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(data).digest('hex'));
 });
 
 test('200 concurrent circuits each get their own bytes back', async () => {
   const payloads = Array.from({ length: 200 }, (_, i) => Buffer.alloc(10_000, i & 0xff));
-  const backs = await Promise.all(payloads.map((p) => roundTrip(p)));
+  const backs = await Promise.all(payloads.map((p) => roundTrip(proxyPort, p)));
   backs.forEach((b, i) => assert.ok(b.equals(payloads[i]!), `circuit ${i}`));
   await new Promise((r) => setTimeout(r, 100));
   assert.ok(hubMux.openCircuits < 5, `circuits are cleaned up (${hubMux.openCircuits} left)`);
@@ -119,7 +101,7 @@ test('a stalled reader does not slow the other circuits', async () => {
   await new Promise((r) => setTimeout(r, 200));
   const start = Date.now();
   const data = randomBytes(4 << 20);
-  const back = await roundTrip(data, 10_000);
+  const back = await roundTrip(proxyPort, data, 10_000);
   assert.ok(back.equals(data));
   assert.ok(Date.now() - start < 5000, `the other circuit took ${Date.now() - start} ms`);
   stalled.destroy();

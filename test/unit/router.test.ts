@@ -6,15 +6,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect as netConnect, createServer as netServer, type Server as NetServer } from 'node:net';
+import type { Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
-import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
 import { DEFAULT_LINK_SETTINGS } from '../../src/link/index.js';
+import { issueIdentity, roundTrip, startEcho } from '../helpers/fabric.js';
 import { Router, type HostTarget, type PolicyView, type RouterOptions } from '../../src/router/router.js';
 
 const log = pino({ level: 'silent' });
@@ -37,27 +36,14 @@ function policy(hosted: Record<string, HostTarget>, dialers: Record<string, stri
 }
 
 async function routerOptions(id: string, extra: Partial<RouterOptions>): Promise<RouterOptions> {
-  const key = FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem');
-  const cert = await pki.issueClientCert(await createCsr(key, 'CN=x'), id, 1);
+  const { key, certPem } = await issueIdentity(pki, id);
   return {
-    id, key, certPem: cert.chainPem, caPem: pki.caBundlePem, listeners: [], links: [], proxy: [],
+    id, key, certPem, caPem: pki.caBundlePem, listeners: [], links: [], proxy: [],
     link: { ...DEFAULT_LINK_SETTINGS, keepaliveMs: 200, deadAfterMs: 1000 }, reconnect: { initialMs: 50, maxMs: 400 },
     policy: policy({}, {}), log, ...extra,
   };
 }
 
-function roundTrip(port: number, data: Buffer, timeoutMs = 10_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s = netConnect(port, '127.0.0.1');
-    const parts: Buffer[] = [];
-    let got = 0;
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`timeout at ${got}/${data.length}`)); }, timeoutMs);
-    s.on('data', (c: Buffer) => { parts.push(c); got += c.length; if (got >= data.length) { clearTimeout(timer); s.end(); resolve(Buffer.concat(parts)); } });
-    s.on('close', () => { clearTimeout(timer); if (got < data.length) reject(new Error(`closed at ${got}/${data.length}`)); });
-    s.on('error', () => undefined);
-    s.write(data);
-  });
-}
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -70,9 +56,7 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ztedge-router-'));
   pki = await Pki.loadOrCreate(dir, ['127.0.0.1'], log);
-  echo = netServer((s) => { s.on('error', () => undefined); s.pipe(s); });
-  echo.listen(0, '127.0.0.1');
-  await once(echo, 'listening');
+  echo = await startEcho();
   const echoTarget: HostTarget = { protocol: 'tcp', address: '127.0.0.1', port: (echo.address() as { port: number }).port };
 
   hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: 0 }], server: { certPem: pki.serverChainPem, keyPem: pki.serverKeyPem } }));

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { connect as tlsConnect, createServer as tlsServer, type Server } from 'node:tls';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
-import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle } from '../../src/link/index.js';
+import { issueIdentity, roundTrip, startEcho } from '../helpers/fabric.js';
 import { CircuitError, LinkMux, type DialHandler } from '../../src/router/mux.js';
 import { duplexPair } from '../../src/router/pipe.js';
 import { CloseCode } from '../../src/wire/index.js';
@@ -35,11 +35,10 @@ const results: ({ code: number; reason: string } | undefined)[] = [];
 const port = (s: NetServer | Server): number => (s.address() as { port: number }).port;
 
 async function dialHub(id: string, onDial: DialHandler): Promise<{ link: Link; mux: LinkMux }> {
-  const key = FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem');
-  const cert = await pki.issueClientCert(await createCsr(key, 'CN=x'), id, 1);
+  const { key, certPem } = await issueIdentity(pki, id);
   const tls = tlsConnect({ host: '127.0.0.1', port: port(hub), ca: pki.caBundlePem, minVersion: 'TLSv1.3' });
   await once(tls, 'secureConnect');
-  const link = new Link(tls, 'dialer', { id, key, certPem: cert.chainPem }, parsePemBundle(pki.caBundlePem), DEFAULT_LINK_SETTINGS, log);
+  const link = new Link(tls, 'dialer', { id, key, certPem }, parsePemBundle(pki.caBundlePem), DEFAULT_LINK_SETTINGS, log);
   const mux = new LinkMux(link, 'dialer', onDial);
   await once(link, 'up');
   return { link, mux };
@@ -48,9 +47,7 @@ async function dialHub(id: string, onDial: DialHandler): Promise<{ link: Link; m
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ztedge-transit-'));
   pki = await Pki.loadOrCreate(dir, ['127.0.0.1'], log);
-  echo = netServer((s) => { s.on('error', () => undefined); s.pipe(s); });
-  echo.listen(0, '127.0.0.1');
-  await once(echo, 'listening');
+  echo = await startEcho();
 
   // The hub: every link is a listener link; circuits from the edge are spliced to the host's link.
   hub = tlsServer({ key: pki.serverKeyPem, cert: pki.serverChainPem, minVersion: 'TLSv1.3' }, (socket) => {
@@ -93,21 +90,10 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function roundTrip(data: Buffer, timeoutMs = 30_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s = netConnect(port(proxy), '127.0.0.1');
-    const parts: Buffer[] = [];
-    let got = 0;
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`timeout at ${got}/${data.length}`)); }, timeoutMs);
-    s.on('data', (c: Buffer) => { parts.push(c); got += c.length; if (got >= data.length) { clearTimeout(timer); s.end(); resolve(Buffer.concat(parts)); } });
-    s.on('error', (e) => { clearTimeout(timer); reject(e); });
-    s.write(data);
-  });
-}
 
 test('16 MiB crosses edge → hub → host → echo and back intact', async () => {
   const data = randomBytes(16 << 20);
-  const back = await roundTrip(data);
+  const back = await roundTrip(port(proxy), data);
   assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(data).digest('hex'));
 });
 
@@ -119,7 +105,7 @@ test('a stalled reader behind the transit hop does not slow another circuit', as
   await new Promise((r) => setTimeout(r, 200));
   const start = Date.now();
   const data = randomBytes(2 << 20);
-  assert.ok((await roundTrip(data, 10_000)).equals(data));
+  assert.ok((await roundTrip(port(proxy), data, 10_000)).equals(data));
   assert.ok(Date.now() - start < 5000, `took ${Date.now() - start} ms`);
   stalled.destroy();
 });
