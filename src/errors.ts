@@ -41,6 +41,7 @@ const LOCAL_CODES = [
   'ERR_CONNECT',
   'ERR_KEY',
   'ERR_PKI',
+  'ERR_POLICY_SNAPSHOT',
 ] as const;
 
 export type HttpErrorCode = keyof typeof HTTP_STATUS;

@@ -9,6 +9,7 @@
 import { connect as netConnect, createServer as netServer, type Server as NetServer, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as tlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { KeyStore } from '../keys/types.js';
+import type { HostTarget } from '../policy/snapshot.js';
 import { Link, parsePemBundle, type LinkSettings } from '../link/index.js';
 import type { Logger } from '../log/index.js';
 import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
@@ -17,12 +18,7 @@ import { CircuitError, LinkMux, type CircuitStream, type DialRequest } from './m
 import { duplexPair } from './pipe.js';
 import { ServiceRoutes, WITHDRAWN, type RouteEntry } from './routes.js';
 
-/** Where a hosted service's connections go (host.v1 with a fixed address and port). */
-export interface HostTarget {
-  protocol: 'tcp';
-  address: string;
-  port: number;
-}
+export type { HostTarget } from '../policy/snapshot.js';
 
 /** What the router knows of policy. Implementations must answer from local data (never block on the controller). */
 export interface PolicyView {
@@ -178,9 +174,12 @@ export class Router {
     if (!decision.allow) return refuse(CircuitError.DENIED, decision.reason);
     const target = this.opts.policy.hostedServices().get(req.service);
     if (target === undefined) return refuse(CircuitError.NO_ROUTE, `service ${req.service} is not hosted here any more`);
-    const s = netConnect(target.port, target.address);
+    if (target.address === undefined || target.port === undefined) return refuse(CircuitError.CONNECT_FAILED, `service ${req.service}: forwarded host.v1 targets are not supported yet`);
+    const address = target.address;
+    const port = target.port;
+    const s = netConnect(port, address);
     s.once('connect', () => accept(s));
-    s.once('error', (err) => refuse(CircuitError.CONNECT_FAILED, `cannot reach ${target.address}:${target.port}: ${err.message}`));
+    s.once('error', (err) => refuse(CircuitError.CONNECT_FAILED, `cannot reach ${address}:${port}: ${err.message}`));
   }
 
   /** A local client on a proxy port: the circuit is dialed on this router's own identity. */

@@ -1,0 +1,166 @@
+/**
+ * What a router knows of policy: a snapshot the controller builds for it,
+ * and the view the router authorizes from (never asking the controller at
+ * dial time).
+ *
+ *   controller ──(buildRouterSnapshot)──► PolicySnapshot ──(JSON)──► router
+ *   router: parseSnapshot(json) ──► SnapshotPolicyView ──► hostedServices(), mayDial()
+ *
+ * The snapshot carries every identity (id, name, attributes, disabled), every
+ * service with its host.v1 and intercept.v1 data, and every service policy.
+ * A router needs all identities because any of them may dial a service it
+ * hosts. `revision` is a hash of the content: equal revisions, equal policy.
+ * (Issue #6 signs snapshots and caches them; this module is the pure part.)
+ */
+import { createHash } from 'node:crypto';
+import { EdgeError } from '../errors.js';
+import { decide, type Decision, type PolicyEntity, type ServicePolicy } from './index.js';
+
+export type Protocol = 'tcp' | 'udp';
+
+/** host.v1 data: each of protocol, address, port is fixed, or forwarded from the dial within allowed values. */
+export interface HostTarget {
+  protocol?: Protocol;
+  forwardProtocol?: boolean;
+  allowedProtocols?: Protocol[];
+  address?: string;
+  forwardAddress?: boolean;
+  allowedAddresses?: string[];
+  port?: number;
+  forwardPort?: boolean;
+  allowedPortRanges?: { low: number; high: number }[];
+  listenOptions?: { connectTimeoutSeconds?: number; maxConnections?: number };
+}
+
+/** intercept.v1 data. */
+export interface InterceptTarget {
+  protocols: Protocol[];
+  addresses: string[];
+  portRanges: { low: number; high: number }[];
+}
+
+export interface SnapshotIdentity extends PolicyEntity {
+  readonly disabled: boolean;
+}
+
+export interface SnapshotService extends PolicyEntity {
+  readonly host?: HostTarget;
+  readonly intercept?: InterceptTarget;
+}
+
+export interface PolicySnapshot {
+  readonly v: 1;
+  /** Hash of everything below: routers compare it to know whether anything changed. */
+  readonly revision: string;
+  readonly issuedAt: string;
+  /** The router this snapshot was built for. */
+  readonly routerId: string;
+  readonly identities: readonly SnapshotIdentity[];
+  readonly services: readonly SnapshotService[];
+  readonly servicePolicies: readonly ServicePolicy[];
+}
+
+export type SnapshotContent = Omit<PolicySnapshot, 'revision' | 'issuedAt'>;
+
+/** Builds a snapshot from content: the revision is a hash of the content, so it is stable across controller restarts. */
+export function sealSnapshot(content: SnapshotContent, now: Date): PolicySnapshot {
+  const revision = createHash('sha256').update(JSON.stringify(content)).digest('base64url').slice(0, 22);
+  return { ...content, revision, issuedAt: now.toISOString() };
+}
+
+function fail(what: string): never {
+  throw new EdgeError('ERR_POLICY_SNAPSHOT', `policy snapshot is malformed: ${what}`);
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
+
+function entity(raw: unknown, where: string): { id: string; name: string; roleAttributes: string[]; rec: Record<string, unknown> } {
+  if (raw === null || typeof raw !== 'object') fail(`${where} is not an object`);
+  const rec = raw as Record<string, unknown>;
+  if (!isString(rec.id) || rec.id === '') fail(`${where}.id is missing`);
+  if (!isString(rec.name)) fail(`${where}.name is missing`);
+  if (!isStringArray(rec.roleAttributes)) fail(`${where}.roleAttributes is not a list of strings`);
+  return { id: rec.id, name: rec.name, roleAttributes: rec.roleAttributes, rec };
+}
+
+/**
+ * Checks the shape of a snapshot received from the controller or read from
+ * a cache. Never returns a half-valid snapshot: anything wrong throws
+ * ERR_POLICY_SNAPSHOT naming the first problem.
+ */
+export function parseSnapshot(raw: unknown): PolicySnapshot {
+  if (raw === null || typeof raw !== 'object') fail('not an object');
+  const s = raw as Record<string, unknown>;
+  if (s.v !== 1) fail(`unsupported version ${JSON.stringify(s.v)}`);
+  if (!isString(s.revision) || !isString(s.issuedAt) || !isString(s.routerId)) fail('revision, issuedAt or routerId is missing');
+  if (!Array.isArray(s.identities) || !Array.isArray(s.services) || !Array.isArray(s.servicePolicies)) fail('identities, services or servicePolicies is not a list');
+  const identities = s.identities.map((r, i): SnapshotIdentity => {
+    const e = entity(r, `identities[${i}]`);
+    return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, disabled: e.rec.disabled === true };
+  });
+  const services = s.services.map((r, i): SnapshotService => {
+    const e = entity(r, `services[${i}]`);
+    const host = e.rec.host;
+    const intercept = e.rec.intercept;
+    if (host !== undefined && (host === null || typeof host !== 'object')) fail(`services[${i}].host is not an object`);
+    if (intercept !== undefined && (intercept === null || typeof intercept !== 'object')) fail(`services[${i}].intercept is not an object`);
+    return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, host: host as HostTarget | undefined, intercept: intercept as InterceptTarget | undefined };
+  });
+  const servicePolicies = s.servicePolicies.map((r, i): ServicePolicy => {
+    const e = entity({ roleAttributes: [], ...(r as object) }, `servicePolicies[${i}]`);
+    const p = e.rec;
+    if (p.type !== 'Dial' && p.type !== 'Bind') fail(`servicePolicies[${i}].type must be Dial or Bind`);
+    if (p.semantic !== 'AnyOf' && p.semantic !== 'AllOf') fail(`servicePolicies[${i}].semantic must be AnyOf or AllOf`);
+    if (!isStringArray(p.identityRoles) || !isStringArray(p.serviceRoles)) fail(`servicePolicies[${i}] roles are not lists of strings`);
+    const posture = p.postureCheckRoles === undefined ? [] : p.postureCheckRoles;
+    if (!isStringArray(posture)) fail(`servicePolicies[${i}].postureCheckRoles is not a list of strings`);
+    return { id: e.id, name: e.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: posture };
+  });
+  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, routerId: s.routerId, identities, services, servicePolicies };
+}
+
+/** Authorization from one snapshot: indexes built once, answers are pure lookups plus decide(). */
+export class SnapshotPolicyView {
+  private readonly identities = new Map<string, SnapshotIdentity>();
+  private readonly servicesByName = new Map<string, SnapshotService>();
+  private readonly hosted = new Map<string, HostTarget>();
+  private readonly dialPolicies: ServicePolicy[];
+
+  constructor(readonly snapshot: PolicySnapshot) {
+    for (const i of snapshot.identities) this.identities.set(i.id, i);
+    for (const s of snapshot.services) this.servicesByName.set(s.name, s);
+    this.dialPolicies = snapshot.servicePolicies.filter((p) => p.type === 'Dial');
+    const bind = snapshot.servicePolicies.filter((p) => p.type === 'Bind');
+    const self = this.identities.get(snapshot.routerId);
+    if (self !== undefined && !self.disabled) {
+      for (const s of snapshot.services) {
+        if (s.host !== undefined && decide({ identity: self, service: s, type: 'Bind' }, bind).allow) this.hosted.set(s.name, s.host);
+      }
+    }
+  }
+
+  get revision(): string {
+    return this.snapshot.revision;
+  }
+
+  /** Services this router may Bind that have a host.v1 config, by name. */
+  hostedServices(): Map<string, HostTarget> {
+    return this.hosted;
+  }
+
+  /** The intercept.v1 data of a service, if it has one. */
+  interceptOf(service: string): InterceptTarget | undefined {
+    return this.servicesByName.get(service)?.intercept;
+  }
+
+  /** May identity `identityId` Dial service `service` (by name)? Unknown or disabled identities and unknown services are refused. */
+  mayDial(identityId: string, service: string): Decision {
+    const identity = this.identities.get(identityId);
+    if (identity === undefined) return { allow: false, reason: `Dial denied: identity ${identityId} is unknown to this router's policy`, ruleId: null };
+    if (identity.disabled) return { allow: false, reason: `Dial denied: identity "${identity.name}" is disabled`, ruleId: null };
+    const svc = this.servicesByName.get(service);
+    if (svc === undefined) return { allow: false, reason: `Dial denied: service "${service}" is unknown to this router's policy`, ruleId: null };
+    return decide({ identity, service: svc, type: 'Dial' }, this.dialPolicies);
+  }
+}
