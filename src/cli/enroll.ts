@@ -24,10 +24,14 @@ Options:
   --key-type TYPE       ec-p256 | ec-p384 | rsa-2048 | ed25519 (tokens: ec-p256, ec-p384, rsa-2048)  [ec-p256]
   --password-file FILE  updb tokens: the password to set for the username
   --cert FILE --key FILE  ottca tokens: this device's certificate and key from the 3rd-party CA
+  --san NAME|IP         router tokens (erott): a name or address other routers dial this router's
+                        listeners by; repeat for each. Written to NAME.server.cert.pem with its key
+                        NAME.server.key.pem (a file key).   [localhost, 127.0.0.1, ::1, this host's name]
   -h, --help            this help
 
 Example:
   ztedge enroll --jwt plc-7.jwt --out /etc/ztedge/plc-7.json
+  ztedge enroll --jwt hub.jwt --out /etc/ztedge/hub.json --san hub.example --san 10.0.0.1
   ztedge enroll --jwt plc-7.jwt --out plc-7.json --key 'pkcs11:token=ztedge;object=plc-7?module-path=/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so&pin-source=file:/etc/ztedge/pin'`;
 
 const KEY_TYPES: KeyAlgorithm[] = ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096', 'ed25519'];
@@ -37,7 +41,7 @@ export const enrollCommand: Command = {
   summary: 'enroll this device from a one-time token (key made locally)',
   help: HELP,
   async run(argv) {
-    const { values } = parse(argv, { jwt: { type: 'string' }, out: { type: 'string' }, 'key-type': { type: 'string' }, 'password-file': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } }, 'enroll');
+    const { values } = parse(argv, { jwt: { type: 'string' }, out: { type: 'string' }, 'key-type': { type: 'string' }, 'password-file': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, san: { type: 'string', multiple: true } }, 'enroll');
     const keyArg = str(values.key);
     if (values.help === true) { out(HELP); return 0; }
     const jwtFile = str(values.jwt);
@@ -72,7 +76,7 @@ export const enrollCommand: Command = {
     }
     let result;
     try {
-      result = await enroll({ jwt, out: outFile, keyAlgorithm: keyType, password, keyStore, keyStoreCreated, certFile: str(values.cert), keyFile: isOttca ? keyArg : undefined });
+      result = await enroll({ jwt, out: outFile, keyAlgorithm: keyType, password, keyStore, keyStoreCreated, certFile: str(values.cert), keyFile: isOttca ? keyArg : undefined, serverSans: values.san as string[] | undefined });
     } finally {
       await keyStore?.close();
     }
@@ -86,6 +90,7 @@ export const enrollCommand: Command = {
     out(`  certificate:   ${result.method === 'ottca' ? str(values.cert) : p.cert}`);
     out(`  key:           ${result.keyRef ?? p.key}${result.keyCreated === false ? ' (existing key reused)' : result.keyRef?.startsWith('pkcs11:') ? ' (made inside the token, not extractable)' : ''}`);
     out(`  CA bundle:     ${p.ca}`);
+    if (result.serverSans !== undefined) out(`  listener cert: ${p.serverCert} (${result.serverSans.join(', ')}), key ${p.serverKey}`);
     return 0;
   },
 };

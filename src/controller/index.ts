@@ -25,6 +25,7 @@ import { registerEnrollRoutes } from './routes/enroll.js';
 import { registerIdentityRoutes } from './routes/identities.js';
 import { registerMetaRoutes } from './routes/meta.js';
 import { registerServicePolicyRoutes } from './routes/service-policies.js';
+import { registerRouterPolicyRoutes } from './routes/router-policy.js';
 import { registerServiceRoutes } from './routes/services.js';
 import { Sessions } from './sessions.js';
 import { Store } from './store.js';
@@ -100,6 +101,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerConfigRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerServiceRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerServicePolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerRouterPolicyRoutes(app, ctx, CLIENT_PREFIX);
     registerEnrollRoutes(app, ctx, CLIENT_PREFIX);
     try {
       await app.listen({ host: listen.host, port: listen.port });

@@ -254,6 +254,8 @@ export class Store {
   readonly services: NamedCollection<ServiceRecord>;
   readonly configs: NamedCollection<ConfigRecord>;
   readonly servicePolicies: NamedCollection<ServicePolicyRecord>;
+  /** Called after every committed write (routers waiting for policy changes re-check). */
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(dir: string) {
     const path = join(dir, 'db');
@@ -298,7 +300,14 @@ export class Store {
       throw new EdgeError('ERR_STORE', `store write failed: ${(err as Error).message}`, { cause: err });
     }
     await this.root.flushed;
+    for (const fn of this.changeListeners) fn();
     return result;
+  }
+
+  /** Calls `fn` after each committed write; returns the unsubscribe function. */
+  onChange(fn: () => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
   }
 
   getMeta<T>(key: string): T | undefined {

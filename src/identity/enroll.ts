@@ -11,6 +11,8 @@
  */
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
 import { EdgeError } from '../errors.js';
@@ -93,6 +95,8 @@ export interface EnrollOptions {
   /** ottca: the 3rd-party CA's certificate (chain) and key files for this device. */
   certFile?: string;
   keyFile?: string;
+  /** erott: subjectAltNames for the router's listener certificate (default: localhost, 127.0.0.1, ::1 and this host's name). */
+  serverSans?: string[];
 }
 
 export interface EnrollResult {
@@ -101,13 +105,29 @@ export interface EnrollResult {
   identityFile?: string;
   keyRef?: string;
   keyCreated?: boolean;
+  /** erott: the subjectAltNames of the listener certificate. */
+  serverSans?: string[];
 }
 
 /** Paths of the files written beside an identity file NAME.json. */
-export function identityPaths(out: string): { json: string; cert: string; key: string; ca: string } {
+export function identityPaths(out: string): { json: string; cert: string; key: string; ca: string; serverCert: string; serverKey: string } {
   const json = resolve(out);
   const stem = join(dirname(json), basename(json).replace(/\.json$/i, ''));
-  return { json, cert: `${stem}.cert.pem`, key: `${stem}.key.pem`, ca: `${stem}.ca.pem` };
+  return { json, cert: `${stem}.cert.pem`, key: `${stem}.key.pem`, ca: `${stem}.ca.pem`, serverCert: `${stem}.server.cert.pem`, serverKey: `${stem}.server.key.pem` };
+}
+
+/** Splits `--san` values into DNS names and IP addresses; the default covers a router reached on this machine. */
+export function serverSans(values: readonly string[] | undefined): { dns: string[]; ip: string[] } {
+  const list = values !== undefined && values.length > 0 ? values : ['localhost', '127.0.0.1', '::1', ...(/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/.test(hostname()) ? [hostname()] : [])];
+  const dns: string[] = [];
+  const ip: string[] = [];
+  for (const v of new Set(list)) {
+    const bare = v.replace(/^\[|\]$/g, '');
+    if (isIP(bare) !== 0) ip.push(bare);
+    else if (/^(\*\.)?[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$/.test(v) && v.length <= 253) dns.push(v);
+    else throw new EdgeError('ERR_USAGE', `--san ${v} is neither a host name nor an IP address`);
+  }
+  return { dns, ip };
 }
 
 export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
@@ -129,7 +149,9 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
     return { method: 'updb', identityId: token.subject };
   }
   if (token.method === 'ottca') return enrollOttca(token, url, ca, paths, opts);
-  if (token.method !== 'ott') throw new EdgeError('ERR_JWT_INVALID', `enrollment method "${token.method}" is not supported by this client (ott, ottca, updb)`);
+  if (token.method !== 'ott' && token.method !== 'erott') throw new EdgeError('ERR_JWT_INVALID', `enrollment method "${token.method}" is not supported by this client (ott, erott, ottca, updb)`);
+  // Check the SANs before any key is made or token spent.
+  const sans = token.method === 'erott' ? serverSans(opts.serverSans) : undefined;
 
   let keyCreated = opts.keyStoreCreated ?? false;
   let store = opts.keyStore;
@@ -139,23 +161,48 @@ export async function enroll(opts: EnrollOptions): Promise<EnrollResult> {
     keyCreated = opened.created;
   }
   const csr = await createCsr(store, `CN=${token.subject}, O=ztedge`);
-  const res = await request(url, { ca, method: 'POST', headers: { 'content-type': 'text/plain', accept: 'application/x-pem-file' }, body: csr });
-  if (res.status >= 400) jsonOf(res);
-  const chainPem = res.body.toString('utf8');
-  const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chainPem)?.[0];
-  if (leafPem === undefined) throw new EdgeError('ERR_REMOTE', 'the controller answered the enrollment without a certificate');
-  const leaf = new X509Certificate(leafPem);
-  if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(store.publicKeySpki())) {
-    throw new EdgeError('ERR_REMOTE', 'the issued certificate is not for the key this device made');
+  let chainPem: string;
+  let server: { certPem: string; keyPem: string } | undefined;
+  if (sans !== undefined) {
+    // A router's listener key is always a file key: Node's TLS server cannot use a token key.
+    const serverKey = await FileKeyStore.openOrCreate(paths.serverKey, 'ec-p256');
+    const serverCsr = await createCsr(serverKey.store, `CN=${token.subject}, O=ztedge`, sans);
+    const res = await request(`${token.issuer}/edge/client/v1/enroll/erott`, {
+      ca, method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ token: token.token, clientCsr: csr, serverCsr }),
+    });
+    const data = jsonOf<{ cert?: unknown; serverCert?: unknown } | undefined>(res);
+    if (typeof data?.cert !== 'string' || typeof data.serverCert !== 'string') throw new EdgeError('ERR_REMOTE', 'the controller answered the router enrollment without both certificates');
+    chainPem = data.cert;
+    server = { certPem: data.serverCert, keyPem: await fs.readFile(paths.serverKey, 'utf8') };
+    checkIssuedFor(server.certPem, serverKey.store.publicKeySpki(), 'server');
+  } else {
+    const res = await request(url, { ca, method: 'POST', headers: { 'content-type': 'text/plain', accept: 'application/x-pem-file' }, body: csr });
+    if (res.status >= 400) jsonOf(res);
+    chainPem = res.body.toString('utf8');
   }
+  checkIssuedFor(chainPem, store.publicKeySpki(), 'client');
   await writeFileAtomic(paths.cert, chainPem.trim() + '\n', 0o644);
+  if (server !== undefined) await writeFileAtomic(paths.serverCert, server.certPem.trim() + '\n', 0o644);
   await writeFileAtomic(paths.ca, ca, 0o644);
   await writeIdentityFile(paths.json, {
     ztAPI: token.issuer,
     ztAPIs: [token.issuer],
-    id: { cert: fileRef(paths.cert), key: store.ref, ca: fileRef(paths.ca) },
+    id: {
+      cert: fileRef(paths.cert), key: store.ref, ca: fileRef(paths.ca),
+      ...(server !== undefined ? { serverCert: fileRef(paths.serverCert), serverKey: fileRef(paths.serverKey) } : {}),
+    },
   });
-  return { method: 'ott', identityId: token.subject, identityFile: paths.json, keyRef: store.ref, keyCreated };
+  return { method: token.method, identityId: token.subject, identityFile: paths.json, keyRef: store.ref, keyCreated, serverSans: sans === undefined ? undefined : [...sans.dns, ...sans.ip] };
+}
+
+/** The controller must have certified the key this device made, and nothing else. */
+function checkIssuedFor(chainPem: string, spki: Buffer, which: string): void {
+  const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chainPem)?.[0];
+  if (leafPem === undefined) throw new EdgeError('ERR_REMOTE', `the controller answered the enrollment without a ${which} certificate`);
+  if (!new X509Certificate(leafPem).publicKey.export({ type: 'spki', format: 'der' }).equals(spki)) {
+    throw new EdgeError('ERR_REMOTE', `the issued ${which} certificate is not for the key this device made`);
+  }
 }
 
 /** ottca: authenticate the enrollment with the device's existing 3rd-party certificate; no new key. */

@@ -17,7 +17,8 @@ import { writeFileAtomic } from '../util/fs.js';
 export interface IdentityFile {
   ztAPI: string;
   ztAPIs?: string[];
-  id: { cert: string; key: string; ca: string };
+  /** serverCert/serverKey: a router's listener certificate and key (erott), ztedge's addition. */
+  id: { cert: string; key: string; ca: string; serverCert?: string; serverKey?: string };
 }
 
 export interface LoadedIdentity {
@@ -27,6 +28,8 @@ export interface LoadedIdentity {
   caPem: string;
   /** The key reference: PEM text for file/inline keys, or the pkcs11 URI. */
   key: { kind: 'pem'; pem: string; ref: string } | { kind: 'pkcs11'; uri: string };
+  /** A router's listener certificate chain and key (PEM), when it enrolled with erott. */
+  server?: { certPem: string; keyPem: string };
 }
 
 async function readValue(value: string, baseDir: string, field: string, path: string): Promise<string> {
@@ -66,8 +69,13 @@ export async function loadIdentityFile(path: string): Promise<LoadedIdentity> {
   const key: LoadedIdentity['key'] = keyValue.startsWith('pkcs11:')
     ? { kind: 'pkcs11', uri: keyValue }
     : { kind: 'pem', pem: await readValue(keyValue, baseDir, 'key', path), ref: keyValue };
+  let server: LoadedIdentity['server'];
+  if (typeof id!.serverCert === 'string' && typeof id!.serverKey === 'string') {
+    server = { certPem: await readValue(id!.serverCert, baseDir, 'serverCert', path), keyPem: await readValue(id!.serverKey, baseDir, 'serverKey', path) };
+  }
   return {
     path,
+    server,
     apiUrl: apiUrl.replace(/\/edge\/client\/v1\/?$/, '').replace(/\/$/, ''),
     certPem: await readValue(id!.cert, baseDir, 'cert', path),
     caPem: await readValue(id!.ca, baseDir, 'ca', path),

@@ -40,17 +40,27 @@ function shimCrypto(): Crypto {
  * Builds a PEM CSR for `subject` (an X.500 name string such as
  * "CN=abc, O=ztedge"), signed by the KeyStore's key.
  *
+ * `sans` asks for subjectAltNames (server certificates of router listeners).
+ *
  * @example
  *   const pem = await createCsr(store, 'CN=plc-7, O=ztedge');
+ *   const server = await createCsr(store, 'CN=hub, O=ztedge', { dns: ['hub.example'], ip: ['10.0.0.1'] });
  */
-export async function createCsr(store: KeyStore, subject: string): Promise<string> {
+export async function createCsr(store: KeyStore, subject: string, sans?: { dns: readonly string[]; ip: readonly string[] }): Promise<string> {
   const algorithm = webAlgorithmOf(store.algorithm);
   const keys = {
     publicKey: { algorithm, type: 'public', store } as ShimKey,
     privateKey: { algorithm, type: 'private', store } as ShimKey,
   } as unknown as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
-    { name: subject, keys, signingAlgorithm: algorithm },
+    {
+      name: subject,
+      keys,
+      signingAlgorithm: algorithm,
+      ...(sans === undefined ? {} : {
+        extensions: [new x509.SubjectAlternativeNameExtension([...sans.dns.map((value) => ({ type: 'dns' as const, value })), ...sans.ip.map((value) => ({ type: 'ip' as const, value }))])],
+      }),
+    },
     shimCrypto(),
   );
   return csr.toString('pem');

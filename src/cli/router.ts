@@ -1,0 +1,140 @@
+/** `ztedge router --config router.yml`: runs a router in the foreground until SIGINT/SIGTERM. */
+import { X509Certificate } from 'node:crypto';
+import { loadRouterConfig, parseEndpoint, parseHostPort, type RouterConfig } from '../config/index.js';
+import { EdgeError } from '../errors.js';
+import { loadIdentityFile, type LoadedIdentity } from '../identity/file.js';
+import { FileKeyStore, type KeyStore } from '../keys/index.js';
+import { createRootLogger } from '../log/index.js';
+import type { SnapshotPolicyView } from '../policy/snapshot.js';
+import { PolicySync } from '../router/policy-sync.js';
+import { Router, type HostTarget, type PolicyView } from '../router/router.js';
+import { parse, str, type Command } from './command.js';
+import { promises as fs } from 'node:fs';
+
+const HELP = `Usage: ztedge router --config FILE
+
+Runs a router: links to other routers, circuits, proxy ports for the
+services this router may Dial, and hosting of the services it may Bind
+(every service with a host.v1 config that a Bind policy grants it).
+
+Policy comes from the controller named in the identity file and is cached
+in dataDir: the router keeps authorizing from its cache while the
+controller is unreachable. A router that has never reached its controller
+allows nothing.
+
+Options:
+  --config FILE   router config (YAML); every key is documented in
+                  packaging/router.example.yml and docs/config.md     [required]
+  --check         validate the config and identity, print a summary, and exit
+  -h, --help      this help
+
+Set-up:
+  ztedge edge create edge-router hub --role-attributes hubs -o hub.jwt   (on the admin's machine)
+  ztedge enroll --jwt hub.jwt --out hub.json --san hub.example            (on the router)
+  ztedge router --config router.yml`;
+
+export const routerCommand: Command = {
+  name: 'router',
+  summary: 'run a router (links, circuits, proxy interception, hosting)',
+  help: HELP,
+  async run(argv) {
+    const { values } = parse(argv, { config: { type: 'string' }, check: { type: 'boolean' } }, 'router');
+    if (values.help === true) { process.stdout.write(HELP + '\n'); return 0; }
+    const configPath = str(values.config);
+    if (configPath === undefined) throw new EdgeError('ERR_USAGE', '--config FILE is required\nRun "ztedge router --help" for usage.');
+    const config = await loadRouterConfig(configPath);
+    if (config.tunnel.mode === 'tun') throw new EdgeError('ERR_CONFIG', `${configPath}: tunnel.mode "tun" is not available in this version; use "proxy" or "none"`);
+    const identity = await loadIdentityFile(config.identity);
+    const routerId = commonName(identity);
+    const server = await serverCredentials(config, identity, configPath);
+    if (values.check === true) {
+      process.stdout.write(`${configPath}: OK\n  router id: ${routerId}\n  controller: ${identity.apiUrl}\n  listeners: ${config.listeners.join(', ') || '(none)'}\n  links: ${config.links.join(', ') || '(none)'}\n  proxy ports: ${config.tunnel.proxy.map((p) => `${p.listen} → ${p.service}`).join(', ') || '(none)'}\n`);
+      return 0;
+    }
+    const log = createRootLogger({ level: config.log.level });
+    const key = await openKey(identity);
+    let view: SnapshotPolicyView | undefined;
+    const live: PolicyView = {
+      hostedServices: () => view?.hostedServices() ?? NO_HOSTED,
+      mayDial: (identityId, service) => view?.mayDial(identityId, service) ?? { allow: false, reason: 'Dial denied: this router has no policy yet (controller never reached)' },
+    };
+    let router: Router | undefined;
+    const sync = new PolicySync({
+      identity, key, dataDir: config.dataDir, log, reconnect: config.link.reconnect,
+      onUpdate: (v) => { view = v; router?.refreshHosted(); },
+    });
+    await sync.start();
+    view = sync.current();
+    router = new Router({
+      id: routerId,
+      key,
+      certPem: identity.certPem,
+      caPem: identity.caPem,
+      server,
+      listeners: config.listeners.map((l) => endpoint(l)),
+      links: config.links.map((l) => endpoint(l)),
+      proxy: config.tunnel.mode === 'proxy' ? config.tunnel.proxy.map((p) => ({ ...p, ...hostPort(p.listen) })) : [],
+      link: { keepaliveMs: config.link.keepaliveMs, deadAfterMs: config.link.deadAfterMs, helloTimeoutMs: 10_000, maxBodyBytes: config.link.maxFrameBytes },
+      reconnect: config.link.reconnect,
+      policy: live,
+      log,
+    });
+    await router.start();
+    log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
+    await new Promise<void>((resolveStop) => {
+      const stop = (signal: string): void => {
+        log.info({ signal }, 'stopping');
+        resolveStop();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    sync.stop();
+    await router.stop();
+    await key.close();
+    log.flush();
+    return 0;
+  },
+};
+
+const NO_HOSTED = new Map<string, HostTarget>();
+
+function commonName(identity: LoadedIdentity): string {
+  const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(identity.certPem)?.[0];
+  const cn = leaf === undefined ? undefined : /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(leaf).subject)?.[1];
+  if (cn === undefined) throw new EdgeError('ERR_IDENTITY_FILE', `${identity.path}: the certificate has no common name (router id)`);
+  return cn;
+}
+
+async function serverCredentials(config: RouterConfig, identity: LoadedIdentity, configPath: string): Promise<{ certPem: string; keyPem: string } | undefined> {
+  if (config.server !== undefined) {
+    try {
+      return { certPem: await fs.readFile(config.server.cert, 'utf8'), keyPem: await fs.readFile(config.server.key, 'utf8') };
+    } catch (err) {
+      throw new EdgeError('ERR_CONFIG', `${configPath}: server: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (identity.server !== undefined) return identity.server;
+  if (config.listeners.length > 0) {
+    throw new EdgeError('ERR_CONFIG', `${configPath}: listeners need a server certificate; enroll this router with its edge-router token (ztedge enroll --jwt ROUTER.jwt), which issues one, or set server.cert and server.key`);
+  }
+  return undefined;
+}
+
+async function openKey(identity: LoadedIdentity): Promise<KeyStore> {
+  if (identity.key.kind === 'pem') return FileKeyStore.fromPem(identity.key.pem, identity.key.ref);
+  const { Pkcs11KeyStore } = await import('../keys/pkcs11.js');
+  return Pkcs11KeyStore.open(identity.key.uri);
+}
+
+function endpoint(text: string): { host: string; port: number } {
+  const r = parseEndpoint(text);
+  if (!r.ok) throw new EdgeError('ERR_CONFIG', `bad endpoint ${text}`);
+  return { host: r.value.host, port: r.value.port };
+}
+
+function hostPort(text: string): { host: string; port: number } {
+  const r = parseHostPort(text);
+  if (!r.ok) throw new EdgeError('ERR_CONFIG', `bad address ${text}`);
+  return { host: r.value.host, port: r.value.port };
+}
