@@ -6,6 +6,7 @@
 #   swtpm, swtpm-tools, tpm2-tools,    software TPM and tpm2-pkcs11     (hw/tpm-init.sh --swtpm)
 #   libtpm2-pkcs11-1, libtpm2-pkcs11-tools, tpm2-abrmd, dbus,
 #   libtss2-tcti-tabrmd0, libtss2-tcti-swtpm0
+#   mosquitto, mosquitto-clients       MQTT broker and clients behind a hosted service
 set -euo pipefail
 need=()
 has() { command -v "$1" >/dev/null 2>&1; }
@@ -23,6 +24,8 @@ has tpm2_ptool || need+=(libtpm2-pkcs11-tools)
 # tpm2-abrmd is in /usr/sbin, not always on PATH
 has tpm2-abrmd || [ -x /usr/sbin/tpm2-abrmd ] || need+=(tpm2-abrmd)
 has dbus-daemon || need+=(dbus)
+has mosquitto || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+has mosquitto_pub || need+=(mosquitto-clients)
 exists /usr/lib/*/pkcs11/libtpm2_pkcs11.so /usr/lib/pkcs11/libtpm2_pkcs11.so || need+=(libtpm2-pkcs11-1)
 exists /usr/lib/*/libtss2-tcti-tabrmd.so.0 /usr/lib/libtss2-tcti-tabrmd.so.0 || need+=(libtss2-tcti-tabrmd0)
 exists /usr/lib/*/libtss2-tcti-swtpm.so.0 /usr/lib/libtss2-tcti-swtpm.so.0 || need+=(libtss2-tcti-swtpm0)
