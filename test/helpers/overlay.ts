@@ -1,0 +1,171 @@
+/**
+ * A whole overlay of real processes on loopback, driven the way a user
+ * drives it: a `ztedge controller`, routers created through the management
+ * API, enrolled with `ztedge enroll` (erott), run with `ztedge router
+ * --config`, and services and policies made through the API.
+ *
+ *   const o = await Overlay.start();
+ *   await o.addRouter({ name: 'hub', listen: true });
+ *   await o.addRouter({ name: 'edge', links: ['hub'], proxy: [{ service: 'web', port }] });
+ *   await o.hostService('web', { protocol: 'tcp', address: '127.0.0.1', port: 8080 }, 'host');
+ *   await o.allowDial('web', 'edge');
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { adminToken, api, BIN, removeDir, runCli, startControllerProcess, tempDir, type ControllerProcess } from './controller.js';
+
+export interface RouterSpec {
+  name: string;
+  /** Accept links (tls:127.0.0.1:PORT, a port fixed for the router's life so restarts keep it). */
+  listen?: boolean;
+  /** Names of routers to dial (must have `listen`). */
+  links?: string[];
+  proxy?: { service: string; port: number; protocol?: 'tcp' | 'udp' }[];
+  roleAttributes?: string[];
+  /** Router log level (default debug: tests read the log lines). */
+  logLevel?: string;
+  /** link: settings as a YAML flow map (default: fast keepalive and redial for tests). */
+  linkYaml?: string;
+  /** Extra YAML appended to router.yml. */
+  extraYaml?: string;
+}
+
+export interface RouterProcess {
+  spec: RouterSpec;
+  id: string;
+  configFile: string;
+  listenPort?: number;
+  child?: ChildProcess;
+  logs: Record<string, unknown>[];
+  stderr: string;
+}
+
+/** A TCP port that was free a moment ago (closed before returning). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export class Overlay {
+  readonly routers = new Map<string, RouterProcess>();
+  private constructor(readonly dir: string, readonly ctrl: ControllerProcess, readonly token: string) {}
+
+  static async start(): Promise<Overlay> {
+    const dir = tempDir('ztedge-overlay-');
+    const ctrl = await startControllerProcess(join(dir, 'ctrl'));
+    return new Overlay(dir, ctrl, await adminToken(ctrl));
+  }
+
+  /** Calls the management API as admin; throws on HTTP errors. */
+  async mgmt<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    const r = await api(this.ctrl, method, `/edge/management/v1${path}`, { token: this.token, body });
+    if (r.status >= 400) throw new Error(`${method} ${path}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body?.data as T;
+  }
+
+  /** Creates, enrolls (ztedge enroll) and starts a router. */
+  async addRouter(spec: RouterSpec): Promise<RouterProcess> {
+    const created = await this.mgmt<{ id: string }>('POST', '/edge-routers', { name: spec.name, roleAttributes: spec.roleAttributes ?? [] });
+    const detail = await this.mgmt<{ enrollmentJwt: string }>('GET', `/edge-routers/${created.id}`);
+    const jwtFile = join(this.dir, `${spec.name}.jwt`);
+    writeFileSync(jwtFile, detail.enrollmentJwt);
+    const enrolled = runCli(['enroll', '--jwt', jwtFile, '--out', join(this.dir, `${spec.name}.json`), '--san', '127.0.0.1']);
+    if (enrolled.code !== 0) throw new Error(`enroll ${spec.name} failed: ${enrolled.stderr}`);
+    const listenPort = spec.listen === true ? await freePort() : undefined;
+    const lines = [
+      `identity: ./${spec.name}.json`,
+      `dataDir: ./${spec.name}-data`,
+      `listeners: [${listenPort !== undefined ? `tls:127.0.0.1:${listenPort}` : ''}]`,
+      `links: [${(spec.links ?? []).map((n) => `tls:127.0.0.1:${this.routers.get(n)?.listenPort ?? 0}`).join(', ')}]`,
+      `link: ${spec.linkYaml ?? '{ keepaliveMs: 500, deadAfterMs: 2000, reconnect: { initialMs: 100, maxMs: 1000 } }'}`,
+      `log: { level: ${spec.logLevel ?? 'debug'} }`,
+    ];
+    if (spec.proxy !== undefined && spec.proxy.length > 0) {
+      lines.push('tunnel:', '  mode: proxy', '  proxy:');
+      for (const p of spec.proxy) lines.push(`    - { service: ${p.service}, listen: 127.0.0.1:${p.port}${p.protocol !== undefined ? `, protocol: ${p.protocol}` : ''} }`);
+    }
+    if (spec.extraYaml !== undefined) lines.push(spec.extraYaml);
+    const configFile = join(this.dir, `${spec.name}.yml`);
+    writeFileSync(configFile, lines.join('\n') + '\n');
+    const r: RouterProcess = { spec, id: created.id, configFile, listenPort, logs: [], stderr: '' };
+    this.routers.set(spec.name, r);
+    await this.startRouter(spec.name);
+    return r;
+  }
+
+  /** Starts (or restarts) a router process and waits for its "router ready" line. */
+  async startRouter(name: string): Promise<void> {
+    const r = this.routers.get(name)!;
+    const child = spawn(process.execPath, [BIN, 'router', '--config', r.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    r.child = child;
+    let buf = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try { r.logs.push(JSON.parse(line) as Record<string, unknown>); } catch { /* not JSON */ }
+      }
+    });
+    child.stderr!.on('data', (c: Buffer) => { r.stderr += c.toString(); });
+    const since = r.logs.length;
+    await this.waitLog(name, (l) => l.msg === 'router ready', 15_000, since);
+  }
+
+  /** Stops a router (SIGKILL by default: a crash) and waits for it to exit. */
+  async killRouter(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.routers.get(name)?.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await exited;
+  }
+
+  /** Waits for a log line of router `name` matching `pred` (looking at lines from index `since`). */
+  async waitLog(name: string, pred: (l: Record<string, unknown>) => boolean, ms = 10_000, since = 0): Promise<Record<string, unknown>> {
+    const r = this.routers.get(name)!;
+    const end = Date.now() + ms;
+    for (;;) {
+      const hit = r.logs.slice(since).find(pred);
+      if (hit !== undefined) return hit;
+      if (r.child?.exitCode !== null && r.child?.exitCode !== undefined) throw new Error(`router ${name} exited (${r.child.exitCode}): ${r.stderr}`);
+      if (Date.now() > end) throw new Error(`router ${name}: no matching log line within ${ms} ms; stderr: ${r.stderr.slice(-500)}; last logs: ${JSON.stringify(r.logs.slice(-5))}`);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  }
+
+  /** A host.v1 config + service, and a Bind policy for router `host`. */
+  async hostService(service: string, host: Record<string, unknown>, hostRouter: string): Promise<string> {
+    const cfg = await this.mgmt<{ id: string }>('POST', '/configs', { name: `${service}-host`, configTypeId: 'host.v1', data: host });
+    const svc = await this.mgmt<{ id: string }>('POST', '/services', { name: service, configs: [cfg.id] });
+    await this.mgmt('POST', '/service-policies', { name: `${service}-bind`, type: 'Bind', semantic: 'AnyOf', identityRoles: [`@${hostRouter}`], serviceRoles: [`@${service}`] });
+    return svc.id;
+  }
+
+  /** A Dial policy for `identity` (router or identity name) on `service`; returns its id. */
+  async allowDial(service: string, identity: string, name = `${service}-dial-${identity}`): Promise<string> {
+    const p = await this.mgmt<{ id: string }>('POST', '/service-policies', { name, type: 'Dial', semantic: 'AnyOf', identityRoles: [`@${identity}`], serviceRoles: [`@${service}`] });
+    return p.id;
+  }
+
+  /** Waits until router `name` logged a policy update after index `since` that hosts (or does not host) `service`. */
+  async waitHosted(name: string, service: string, hosted = true, since = 0): Promise<void> {
+    await this.waitLog(name, (l) => l.msg === 'policy updated' && Array.isArray(l.hosted) && (l.hosted as string[]).includes(service) === hosted, 10_000, since);
+  }
+
+  async stop(): Promise<void> {
+    for (const name of this.routers.keys()) await this.killRouter(name, 'SIGTERM').catch(() => undefined);
+    this.ctrl.child.kill('SIGTERM');
+    await new Promise((r) => (this.ctrl.child.exitCode !== null ? r(undefined) : this.ctrl.child.once('exit', r)));
+    removeDir(this.dir);
+  }
+}
