@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { SignJWT, decodeJwt } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
 import { api, openssl, removeDir, runCli, startControllerProcess, tempDir, type ControllerProcess } from '../helpers/controller.js';
+import { freePort } from '../helpers/overlay.js';
 
 let dir: string;
 let ctrl: ControllerProcess;
@@ -34,8 +35,8 @@ describe('help and usage', () => {
   test('ztedge --help and each command --help list what they do', () => {
     const top = cli('--help');
     assert.equal(top.code, 0);
-    for (const c of ['quickstart', 'controller', 'enroll', 'edge']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
-    for (const c of ['quickstart', 'controller', 'enroll', 'edge']) {
+    for (const c of ['quickstart', 'controller', 'router', 'enroll', 'edge']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of ['quickstart', 'controller', 'router', 'enroll', 'edge']) {
       const h = cli(c, '--help');
       assert.equal(h.code, 0, c);
       assert.match(h.stdout, /Usage: ztedge/);
@@ -173,17 +174,27 @@ describe('edge, enroll', () => {
 });
 
 describe('quickstart', () => {
-  test('starts a controller, enrolls the demo identity and exits with --exit; a second run reuses it', () => {
+  test('runs the whole overlay: a request flows edge → hub → host, is refused without the Dial policy, flows again; a second run reuses the data', async () => {
     const qsEnv = { ZTEDGE_CONFIG_DIR: join(dir, 'qs-cfg') };
-    const r = runCli(['quickstart', '--data', join(dir, 'qs'), '--listen', '127.0.0.1:0', '--exit'], qsEnv, dir);
+    const port = await freePort();
+    const args = ['quickstart', '--data', join(dir, 'qs'), '--listen', `127.0.0.1:${port}`, '--hub-port', '0', '--proxy-port', '0', '--exit'];
+    const r = runCli(args, qsEnv, dir);
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /controller running at https:\/\/127\.0\.0\.1:\d+/);
-    assert.match(r.stdout, /enrolled it/);
+    assert.match(r.stdout, /enrolled with a one-time token/);
     assert.match(r.stdout, /authenticated to the client API with its certificate/);
+    assert.match(r.stdout, /routers hub, host, edge created and enrolled/);
+    assert.match(r.stdout, /→ edge → hub → host → demo: HTTP 200 in [\d.]+ ms: "hello from the demo service/);
+    assert.match(r.stdout, /Dial policy demo-dial removed → the same request is refused/);
+    assert.match(r.stdout, /demo-dial created again → HTTP 200/);
     const v = openssl(['verify', '-CAfile', join(dir, 'qs', 'demo-device.ca.pem'), join(dir, 'qs', 'demo-device.cert.pem')]);
     assert.equal(v.code, 0, v.stderr);
-    const again = runCli(['quickstart', '--data', join(dir, 'qs'), '--listen', '127.0.0.1:0', '--exit'], qsEnv, dir);
+    // The router configs it wrote are the ones a user would run.
+    assert.match(readFileSync(join(dir, 'qs', 'edge.yml'), 'utf8'), /mode: proxy/);
+    const again = runCli(args, qsEnv, dir);
     assert.equal(again.code, 0, again.stderr + again.stdout);
     assert.match(again.stdout, /already enrolled/);
+    assert.match(again.stdout, /routers hub, host, edge already enrolled/);
+    assert.match(again.stdout, /HTTP 200/);
   });
 });
