@@ -92,12 +92,19 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 // ---------------------------------------------------------------------------
 // The schema.
 
-/** One local proxy port: connections to `listen` are dialed to `service` over the overlay. */
+/** The transport protocols of `tunnel.proxy[].protocol`. */
+export const PROXY_PROTOCOLS = ['tcp', 'udp'] as const;
+
+/** One local proxy port: connections (tcp) or datagrams (udp) on `listen` are carried to `service` over the overlay. */
 export const ProxyEntrySchema = Type.Object({
   /** Name of a service this router's identity may Dial. */
   service: Type.String({ minLength: 1, description: 'Name of a service this router\'s identity may Dial.' }),
-  /** Local TCP address to accept connections on. */
-  listen: hostPort('Local address (HOST:PORT) to accept TCP connections on; each is carried to the service. Port 1–65535.'),
+  /** Local address to accept connections or datagrams on. */
+  listen: hostPort('Local address (HOST:PORT) to accept TCP connections (or UDP datagrams) on; each is carried to the service. Port 1–65535.'),
+  /** tcp: a circuit per connection; udp: a circuit per client address and port. */
+  protocol: withDefault(Type.Union(PROXY_PROTOCOLS.map((p) => Type.Literal(p)), {
+    description: 'tcp: each connection is a circuit. udp: each client address:port is a session with its own circuit, ended after 60 s without datagrams; at most 1024 sessions per port.',
+  }), 'tcp'),
 }, { ...strict, description: 'A local proxy port for one service.' });
 
 /** TUN interception: a virtual interface, a DNS server that hands out addresses for service names, and forwarding. */

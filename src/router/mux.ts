@@ -45,6 +45,12 @@ export interface DialRequest {
   /** Original destination (TUN interception), for host.v1 forwardAddress. */
   dstAddress?: string;
   dstPort?: number;
+  /**
+   * What the circuit carries: a TCP byte stream (absent: the default, and what
+   * peers that predate UDP send) or UDP datagrams as length-prefixed records
+   * (datagram.ts). Sent in DIAL only when it is udp.
+   */
+  protocol?: 'tcp' | 'udp';
 }
 
 /**
@@ -114,7 +120,9 @@ export class LinkMux {
     // Resets by local clients are routine; the 'close' that follows ends the circuit.
     socket.on('error', ignore);
     this.dialing.set(id, { socket, onResult });
-    this.link.sendControl(FrameType.DIAL, id, { service: req.service, identity: req.identity, dstAddress: req.dstAddress, dstPort: req.dstPort, window: this.windowBytes });
+    const body: Record<string, unknown> = { service: req.service, identity: req.identity, dstAddress: req.dstAddress, dstPort: req.dstPort, window: this.windowBytes };
+    if (req.protocol === 'udp') body.protocol = 'udp';
+    this.link.sendControl(FrameType.DIAL, id, body);
     return id;
   }
 
@@ -162,9 +170,13 @@ export class LinkMux {
     if (this.circuits.has(id) || (id & 1) === (this.nextId & 1)) return this.refuse(id, CircuitError.PROTOCOL, 'circuit id in use or of the wrong parity');
     const dstAddress = str(m, 'dstAddress', 256);
     const dstPort = num(m, 'dstPort');
+    const proto = m.protocol;
+    if (proto !== undefined && proto !== 'tcp' && proto !== 'udp') return this.refuse(id, CircuitError.PROTOCOL, 'unknown circuit protocol');
+    const req: DialRequest = { service, identity, dstAddress, dstPort };
+    if (proto === 'udp') req.protocol = 'udp';
     let answered = false;
     this.onDial(
-      { service, identity, dstAddress, dstPort },
+      req,
       (socket) => {
         if (answered) return;
         answered = true;

@@ -6,17 +6,21 @@
  * (the controller's data cached at the router); the hosting router checks
  * the dialing identity before it connects the target.
  */
-import { connect as netConnect, createServer as netServer, type Server as NetServer, type Socket } from 'node:net';
+import { lookup } from 'node:dns';
+import { connect as netConnect, createServer as netServer, isIP, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, createServer as tlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { KeyStore } from '../keys/types.js';
-import type { HostTarget } from '../policy/snapshot.js';
+import type { HostTarget, Protocol } from '../policy/snapshot.js';
 import { Link, parsePemBundle, type LinkSettings } from '../link/index.js';
 import type { Logger } from '../log/index.js';
 import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
 import { backoffMs } from './backoff.js';
 import { CircuitError, LinkMux, type CircuitStream, type DialRequest } from './mux.js';
+import { resolveHostTarget, type ResolvedTarget } from './host-target.js';
 import { duplexPair } from './pipe.js';
 import { ServiceRoutes, WITHDRAWN, type RouteEntry } from './routes.js';
+import { DEFAULT_UDP_SETTINGS, IdleSweeper, UdpCounters, UdpProxyPort, connectDatagram, type DatagramCircuit } from './udp.js';
 
 export type { HostTarget } from '../policy/snapshot.js';
 
@@ -39,7 +43,10 @@ export interface RouterOptions {
   server?: { certPem: string; keyPem: string };
   listeners: { host: string; port: number }[];
   links: { host: string; port: number }[];
-  proxy: { service: string; host: string; port: number }[];
+  /** Local proxy ports; `protocol` absent means tcp. */
+  proxy: { service: string; host: string; port: number; protocol?: Protocol }[];
+  /** UDP circuits (proxy sessions and hosted flows): idle time before a circuit ends (default 60 s) and sessions per UDP proxy port (default 1024). */
+  udp?: { idleMs?: number; maxSessions?: number };
   link: LinkSettings;
   reconnect: { initialMs: number; maxMs: number };
   policy: PolicyView;
@@ -49,7 +56,11 @@ export interface RouterOptions {
 export class Router {
   readonly routes: ServiceRoutes;
   private readonly muxes = new Map<string, LinkMux>();
-  private readonly servers: (TlsServer | NetServer)[] = [];
+  private readonly servers: (TlsServer | NetServer | UdpProxyPort)[] = [];
+  /** Drops and events of UDP circuits, for status and tests. */
+  readonly udpCounters = new UdpCounters();
+  private readonly udpSweeper: IdleSweeper;
+  private readonly udpMaxSessions: number;
   private readonly dialTimers = new Set<NodeJS.Timeout>();
   private readonly cas;
   private stopped = false;
@@ -59,6 +70,8 @@ export class Router {
     this.routes = new ServiceRoutes(opts.id);
     this.cas = parsePemBundle(opts.caPem);
     this.log = opts.log.child({ subsys: 'router', routerId: opts.id });
+    this.udpSweeper = new IdleSweeper(opts.udp?.idleMs ?? DEFAULT_UDP_SETTINGS.idleMs);
+    this.udpMaxSessions = opts.udp?.maxSessions ?? DEFAULT_UDP_SETTINGS.maxSessions;
   }
 
   /** Ports actually bound (listeners then proxies), for tests and status. */
@@ -75,6 +88,10 @@ export class Router {
       this.servers.push(server);
     }
     for (const p of this.opts.proxy) {
+      if (p.protocol === 'udp') {
+        this.servers.push(await UdpProxyPort.bind(p.host, p.port, this.udpMaxSessions, this.udpSweeper, this.udpCounters, (c, port) => this.onUdpSession(c, port, p.service)));
+        continue;
+      }
       const server = netServer((socket) => this.onProxyConnection(socket, p.service));
       await listen(server, p.host, p.port);
       this.servers.push(server);
@@ -88,6 +105,12 @@ export class Router {
     for (const t of this.dialTimers) clearTimeout(t);
     for (const m of this.muxes.values()) m.link.close(CloseCode.SHUTDOWN, 'router stopping');
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+    this.udpSweeper.stop();
+  }
+
+  /** UDP circuits open on this router (proxy sessions, refused-session tombstones and hosted flows), for status and tests. */
+  udpCircuitCount(): number {
+    return this.udpSweeper.size;
   }
 
   /** Re-reads hosted services from policy and tells every peer if they changed. */
@@ -169,17 +192,47 @@ export class Router {
     mux.dial(far, req, (err) => (err === undefined ? accept(near) : refuse(err.code, err.reason)));
   }
 
+  /** Hosts a circuit here: policy check, then host.v1 resolution (fixed or forwarded within allowed values), then the connect. */
   private connectHosted(req: DialRequest, accept: (s: CircuitStream) => void, refuse: (code: number, reason: string) => void): void {
     const decision = this.opts.policy.mayDial(req.identity, req.service);
     if (!decision.allow) return refuse(CircuitError.DENIED, decision.reason);
     const target = this.opts.policy.hostedServices().get(req.service);
     if (target === undefined) return refuse(CircuitError.NO_ROUTE, `service ${req.service} is not hosted here any more`);
-    if (target.address === undefined || target.port === undefined) return refuse(CircuitError.CONNECT_FAILED, `service ${req.service}: forwarded host.v1 targets are not supported yet`);
-    const address = target.address;
-    const port = target.port;
+    const r = resolveHostTarget(req.service, target, req);
+    if (!r.ok) return refuse(r.kind === 'denied' ? CircuitError.DENIED : CircuitError.CONNECT_FAILED, r.reason);
+    if (r.target.protocol === 'udp') return this.connectHostedUdp(r.target, accept, refuse);
+    const { address, port, connectTimeoutMs } = r.target;
     const s = netConnect(port, address);
-    s.once('connect', () => accept(s));
-    s.once('error', (err) => refuse(CircuitError.CONNECT_FAILED, `cannot reach ${address}:${port}: ${err.message}`));
+    const timer = setTimeout(() => {
+      s.destroy();
+      refuse(CircuitError.CONNECT_FAILED, `cannot reach ${address}:${port}: no answer within ${connectTimeoutMs / 1000} s`);
+    }, connectTimeoutMs);
+    s.once('connect', () => { clearTimeout(timer); accept(s); });
+    s.once('error', (err) => { clearTimeout(timer); refuse(CircuitError.CONNECT_FAILED, `cannot reach ${address}:${port}: ${err.message}`); });
+  }
+
+  /** A udp target: resolve the name (bounded by the connect timeout), then a connected dgram socket carries the circuit's records. */
+  private connectHostedUdp(t: ResolvedTarget, accept: (s: CircuitStream) => void, refuse: (code: number, reason: string) => void): void {
+    let answered = false;
+    const fail = (why: string): void => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      refuse(CircuitError.CONNECT_FAILED, `cannot reach udp ${t.address}:${t.port}: ${why}`);
+    };
+    const timer = setTimeout(() => fail(`no address within ${t.connectTimeoutMs / 1000} s`), t.connectTimeoutMs);
+    const connect = (ip: string, family: number): void => {
+      connectDatagram(ip, family === 6 ? 6 : 4, t.port, this.udpSweeper, this.udpCounters, (err, c) => {
+        if (err !== undefined || c === undefined) return fail(err?.message ?? 'no socket');
+        if (answered) { c.destroy(); return; }
+        answered = true;
+        clearTimeout(timer);
+        accept(c);
+      });
+    };
+    const family = isIP(t.address);
+    if (family !== 0) return connect(t.address, family);
+    lookup(t.address, (err, ip, fam) => (err !== null ? fail(err.message) : connect(ip, fam)));
   }
 
   /** A local client on a proxy port: the circuit is dialed on this router's own identity. */
@@ -206,10 +259,42 @@ export class Router {
       if (err !== undefined) this.log.debug({ service, code: err.code, reason: err.reason }, 'proxy dial refused');
     });
   }
+
+  /** A new client on a UDP proxy port: dial a udp circuit for its session; a refusal leaves a tombstone on the port. */
+  private onUdpSession(c: DatagramCircuit, port: UdpProxyPort, service: string): void {
+    const req: DialRequest = { service, identity: this.opts.id, protocol: 'udp' };
+    const next = this.routes.next(service);
+    if (next === undefined) {
+      this.log.debug({ service }, 'udp proxy: no route');
+      return port.refused(c, Date.now());
+    }
+    if (next.local) {
+      this.connectHosted(req, (s) => splice(c, s), (code, reason) => {
+        this.log.debug({ service, code, reason }, 'udp proxy dial refused');
+        port.refused(c, Date.now());
+      });
+      return;
+    }
+    const mux = this.muxes.get(next.linkId);
+    if (mux === undefined) return port.refused(c, Date.now());
+    mux.dial(c, req, (err) => {
+      if (err === undefined) return;
+      this.log.debug({ service, code: err.code, reason: err.reason }, 'udp proxy dial refused');
+      port.refused(c, Date.now());
+    });
+  }
 }
 
 function toWire(routes: RouteEntry[]): [string, string, number][] {
   return routes.map((r) => [r.service, r.hostRouterId, r.hops === WITHDRAWN ? WITHDRAWN : r.hops]);
+}
+
+/** Joins two local circuit ends (a proxy session to a circuit hosted on the same router): data both ways, and either closing closes the other. */
+function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b);
+  b.pipe(a);
+  a.once('close', () => b.destroy());
+  b.once('close', () => a.destroy());
 }
 
 function isIpLike(host: string): boolean {

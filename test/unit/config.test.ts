@@ -111,6 +111,7 @@ tunnel:
     - { service: demo, listen: 127.0.0.1:18080 }
     - service: mqtt
       listen: "[::1]:1883"
+      protocol: udp
   tun:
     name: ztgw0
     dnsRange: 10.99.0.0/16
@@ -140,6 +141,11 @@ describe('valid configs', () => {
     assert.equal('server' in cfg, false, 'server has no default');
   });
 
+  test('a proxy entry is tcp unless it says udp', async () => {
+    const cfg = await loadRouterConfig(file('identity: id.json\ntunnel:\n  proxy:\n    - { service: web, listen: 127.0.0.1:8080 }\n    - { service: dns, listen: 127.0.0.1:5353, protocol: udp }\n    - { service: ssh, listen: 127.0.0.1:2222, protocol: tcp }\n'));
+    assert.deepEqual(cfg.tunnel.proxy.map((p) => p.protocol), ['tcp', 'udp', 'tcp']);
+  });
+
   test('a full config keeps every value it sets', async () => {
     const cfg = await loadRouterConfig(file(FULL));
     assert.equal(cfg.identity, join(dir, 'keys', 'edge1.json'));
@@ -148,7 +154,7 @@ describe('valid configs', () => {
     assert.deepEqual(cfg.links, ['tls:hub.example:3022', 'tls:[2001:db8::1]:443']);
     assert.deepEqual(cfg.tunnel, {
       mode: 'proxy',
-      proxy: [{ service: 'demo', listen: '127.0.0.1:18080' }, { service: 'mqtt', listen: '[::1]:1883' }],
+      proxy: [{ service: 'demo', listen: '127.0.0.1:18080', protocol: 'tcp' }, { service: 'mqtt', listen: '[::1]:1883', protocol: 'udp' }],
       tun: { name: 'ztgw0', dnsRange: '10.99.0.0/16', dnsListen: ['10.99.0.2:53', '192.168.1.1:5353'], upstream: ['192.0.2.53:53', '[2001:db8::53]:53'] },
     });
     assert.deepEqual(cfg.server, { cert: join(dir, 'etc', 'certs', 'server.pem'), key: '/etc/ztedge/server.key' });
@@ -167,7 +173,7 @@ tunnel:
     - { service: demo, listen: 127.0.0.1:18080 }
 `));
     assert.equal(fabric.tunnel.mode, 'proxy');
-    assert.deepEqual(fabric.tunnel.proxy, [{ service: 'demo', listen: '127.0.0.1:18080' }]);
+    assert.deepEqual(fabric.tunnel.proxy, [{ service: 'demo', listen: '127.0.0.1:18080', protocol: 'tcp' }]);
     assert.deepEqual(fabric.listeners, ['tls:0.0.0.0:3022']);
     assert.equal(fabric.dataDir, join(dir, 'etc', 'edge1-data'));
 
@@ -331,6 +337,13 @@ describe('each bad input is ERR_CONFIG with a precise message', () => {
     }
   });
 
+  test('a proxy entry\'s protocol is tcp or udp', async () => {
+    await rejects('identity: id.json\ntunnel: { proxy: [{ service: s, listen: "127.0.0.1:53", protocol: sctp }] }\n',
+      'tunnel.proxy[0].protocol: expected one of "tcp" or "udp", found "sctp"');
+    await rejects('identity: id.json\ntunnel: { proxy: [{ service: s, listen: "127.0.0.1:53", protocol: UDP }] }\n',
+      'tunnel.proxy[0].protocol: expected one of "tcp" or "udp", found "UDP"');
+  });
+
   test('proxy mode without proxy entries', async () => {
     const expected = 'tunnel.proxy: tunnel.mode is "proxy", so at least one entry is needed';
     await rejects('identity: id.json\ntunnel: { mode: proxy }\n', expected);
@@ -375,7 +388,7 @@ tunnel:
     // Nothing close: list what is allowed there.
     await rejects('identity: id.json\nlink: { colour: blue }\n', 'link.colour: unknown key; link takes keepaliveMs, deadAfterMs, maxFrameBytes, reconnect');
     await rejects('identity: id.json\nzzzzzz: 1\n', 'zzzzzz: unknown key; the top level takes identity, dataDir, listeners, links, tunnel, server, link, log');
-    await rejects('identity: id.json\ntunnel: { proxy: [{ service: s, listen: "127.0.0.1:1", port: 2 }] }\n', 'tunnel.proxy[0].port: unknown key; tunnel.proxy[0] takes service, listen');
+    await rejects('identity: id.json\ntunnel: { proxy: [{ service: s, listen: "127.0.0.1:1", port: 2 }] }\n', 'tunnel.proxy[0].port: unknown key; tunnel.proxy[0] takes service, listen, protocol');
     await rejects('identity: id.json\n"odd key": 1\n', '["odd key"]: unknown key');
   });
 

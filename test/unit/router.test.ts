@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
-import { DEFAULT_LINK_SETTINGS } from '../../src/link/index.js';
-import { issueIdentity, roundTrip, startEcho } from '../helpers/fabric.js';
-import { Router, type HostTarget, type PolicyView, type RouterOptions } from '../../src/router/router.js';
+import { roundTrip, startEcho } from '../helpers/fabric.js';
+import { policy, routerOptions as makeOptions, until } from '../helpers/routers.js';
+import { Router, type HostTarget, type RouterOptions } from '../../src/router/router.js';
 
 const log = pino({ level: 'silent' });
 let dir: string;
@@ -25,33 +25,7 @@ let host: Router;
 let edge: Router;
 let hubPort: number;
 
-/** Policy as data: which identity may dial which service; what this router hosts. */
-function policy(hosted: Record<string, HostTarget>, dialers: Record<string, string[]>): PolicyView {
-  return {
-    hostedServices: () => new Map(Object.entries(hosted)),
-    mayDial: (identity, service) => (dialers[service]?.includes(identity)
-      ? { allow: true, reason: `service policy grants ${identity} Dial on ${service}` }
-      : { allow: false, reason: `no service policy grants ${identity} Dial on ${service}` }),
-  };
-}
-
-async function routerOptions(id: string, extra: Partial<RouterOptions>): Promise<RouterOptions> {
-  const { key, certPem } = await issueIdentity(pki, id);
-  return {
-    id, key, certPem, caPem: pki.caBundlePem, listeners: [], links: [], proxy: [],
-    link: { ...DEFAULT_LINK_SETTINGS, keepaliveMs: 200, deadAfterMs: 1000 }, reconnect: { initialMs: 50, maxMs: 400 },
-    policy: policy({}, {}), log, ...extra,
-  };
-}
-
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const routerOptions = (id: string, extra: Partial<RouterOptions>): Promise<RouterOptions> => makeOptions(pki, log, id, extra);
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ztedge-router-'));
