@@ -58,7 +58,11 @@ function checkTunnel(cfg: unknown, add: AddProblem): void {
       if (typeof listen !== 'string') return undefined;
       return checked(['tunnel', 'proxy', i, 'listen'], listen, 'HOST:PORT', parseHostPort(listen), add);
     });
-    checkBindClashes(['tunnel', 'proxy'], listens, add, 'proxy port', 'listen');
+    // TCP and UDP ports are separate: 53/tcp and 53/udp may share an address.
+    const protocolOf = (entry: unknown): string => (isRecord(entry) && entry.protocol === 'udp' ? 'udp' : 'tcp');
+    for (const protocol of ['tcp', 'udp']) {
+      checkBindClashes(['tunnel', 'proxy'], listens.map((l, i) => (protocolOf(proxy[i]) === protocol ? l : undefined)), add, `${protocol} proxy port`, 'listen');
+    }
     if (mode === 'proxy' && proxy.length === 0) {
       add(['tunnel', 'proxy'], 'tunnel.mode is "proxy", so at least one entry is needed, '
         + 'for example "- { service: demo, listen: 127.0.0.1:18080 }"; found none');

@@ -217,7 +217,14 @@ export class Link extends EventEmitter implements FrameHandler {
     const m = decodeControl(body);
     const id = m && str(m, 'id', 256);
     if (id === undefined) return this.close(CloseCode.MALFORMED_BODY, 'malformed HELLO_ACK');
-    // The listener's identity is its TLS certificate (checked by the TLS client); the id is informative.
+    // The TLS client checked that the listener's certificate chains to the CA and names the
+    // address dialed; its CN must also be the id it claims, or a router could pose as another
+    // (and draw that router's circuits through its announcements).
+    const peer = typeof (this.socket as TLSSocket).getPeerX509Certificate === 'function' ? (this.socket as TLSSocket).getPeerX509Certificate() : undefined;
+    if (peer === undefined) return this.close(CloseCode.AUTH_FAILED, 'listener presented no certificate');
+    const who = identityOf(peer, this.cas, Date.now());
+    if ('reason' in who) return this.close(CloseCode.AUTH_FAILED, `listener certificate: ${who.reason}`);
+    if (who.id !== id) return this.close(CloseCode.AUTH_FAILED, `listener claims id ${id} but its certificate is for ${who.id}`);
     this.up(id);
   }
 

@@ -195,7 +195,11 @@ export class Router {
   /** Hosts a circuit here: policy check, then host.v1 resolution (fixed or forwarded within allowed values), then the connect. */
   private connectHosted(req: DialRequest, accept: (s: CircuitStream) => void, refuse: (code: number, reason: string) => void): void {
     const decision = this.opts.policy.mayDial(req.identity, req.service);
-    if (!decision.allow) return refuse(CircuitError.DENIED, decision.reason);
+    if (!decision.allow) {
+      // One line per refused circuit (never per packet): the audit trail of who was kept out.
+      this.log.info({ identity: req.identity, service: req.service, reason: decision.reason }, 'dial denied');
+      return refuse(CircuitError.DENIED, decision.reason);
+    }
     const target = this.opts.policy.hostedServices().get(req.service);
     if (target === undefined) return refuse(CircuitError.NO_ROUTE, `service ${req.service} is not hosted here any more`);
     const r = resolveHostTarget(req.service, target, req);
@@ -256,7 +260,7 @@ export class Router {
       return;
     }
     mux.dial(socket, req, (err) => {
-      if (err !== undefined) this.log.debug({ service, code: err.code, reason: err.reason }, 'proxy dial refused');
+      if (err !== undefined) this.log.info({ service, code: err.code, reason: err.reason }, 'proxy dial refused');
     });
   }
 

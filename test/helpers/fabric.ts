@@ -44,3 +44,12 @@ export function roundTrip(port: number, data: Buffer, timeoutMs = 20_000): Promi
     s.write(data);
   });
 }
+
+/** A router's listener certificate (CN = `id`, SAN 127.0.0.1) and key from `pki`, as erott issues them. */
+export async function issueListener(pki: Pki, id: string): Promise<{ certPem: string; keyPem: string; key: string; cert: string }> {
+  const client = FileKeyStore.fromPem(generatePrivateKeyPem('ec-p256'), 'mem');
+  const keyPem = generatePrivateKeyPem('ec-p256');
+  const server = FileKeyStore.fromPem(keyPem, 'mem');
+  const issued = await pki.issueRouterCerts(await createCsr(client, 'CN=x'), await createCsr(server, 'CN=x', { dns: ['localhost'], ip: ['127.0.0.1'] }), id, 1);
+  return { certPem: issued.server.chainPem, keyPem, cert: issued.server.chainPem, key: keyPem };
+}

@@ -356,16 +356,33 @@ tunnel:
   proxy:
     - { service: a, listen: 127.0.0.1:8080 }
     - { service: b, listen: 127.0.0.1:8080 }
-`, ':5:21: tunnel.proxy[1].listen: expected an address no other proxy port uses, found "127.0.0.1:8080", which tunnel.proxy[0].listen uses already');
+`, ':5:21: tunnel.proxy[1].listen: expected an address no other tcp proxy port uses, found "127.0.0.1:8080", which tunnel.proxy[0].listen uses already');
     await rejects(`identity: id.json
 tunnel:
   proxy:
     - { service: a, listen: 0.0.0.0:8080 }
     - { service: b, listen: 127.0.0.1:8080 }
     - { service: c, listen: 127.0.0.1:8081 }
-`, 'tunnel.proxy[1].listen: expected an address no other proxy port uses, found "127.0.0.1:8080", which clashes with tunnel.proxy[0].listen: "0.0.0.0:8080" takes port 8080 on every address');
+`, 'tunnel.proxy[1].listen: expected an address no other tcp proxy port uses, found "127.0.0.1:8080", which clashes with tunnel.proxy[0].listen: "0.0.0.0:8080" takes port 8080 on every address');
+    await rejects(`identity: id.json
+tunnel:
+  proxy:
+    - { service: a, listen: 127.0.0.1:53, protocol: udp }
+    - { service: b, listen: 127.0.0.1:53, protocol: udp }
+`, 'tunnel.proxy[1].listen: expected an address no other udp proxy port uses');
     await rejects('identity: id.json\nlisteners: [tls:a.example:1, tls:A.example.:1]\n', 'listeners[1]: expected an address no other listener uses');
     await rejects('identity: id.json\ntunnel: { tun: { dnsListen: ["[::]:53", 10.0.0.1:53] } }\n', 'tunnel.tun.dnsListen[1]: expected an address no other DNS listener uses, found "10.0.0.1:53", which clashes with tunnel.tun.dnsListen[0]: "[::]:53" takes port 53');
+  });
+
+  test('a tcp and a udp proxy port may share an address', async () => {
+    const cfg = parseRouterConfig(`identity: id.json
+tunnel:
+  mode: proxy
+  proxy:
+    - { service: dns, listen: 127.0.0.1:53 }
+    - { service: dns, listen: 127.0.0.1:53, protocol: udp }
+`, '/etc/ztedge/router.yml');
+    assert.deepEqual(cfg.tunnel.proxy.map((p) => p.protocol), ['tcp', 'udp']);
   });
 
   test('timer relations', async () => {

@@ -13,7 +13,7 @@ import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
 import type { FileKeyStore } from '../../src/keys/index.js';
-import { issueIdentity } from '../helpers/fabric.js';
+import { issueIdentity, issueListener } from '../helpers/fabric.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle, type LinkSettings } from '../../src/link/index.js';
 import { CloseCode, FrameDecoder, FrameType, HEADER_BYTES, decodeControl, encodeControl, encodeFrame, header } from '../../src/wire/index.js';
 
@@ -24,10 +24,10 @@ let otherPki: Pki;
 
 
 /** A listener whose links are reported to `onLink`. */
-async function listen(settings: Partial<LinkSettings> = {}): Promise<{ server: Server; port: number; links: Link[] }> {
+async function listen(settings: Partial<LinkSettings> = {}, claimedId = 'hub'): Promise<{ server: Server; port: number; links: Link[] }> {
   const links: Link[] = [];
-  const server = createServer({ key: pki.serverKeyPem, cert: pki.serverChainPem, minVersion: 'TLSv1.3' }, (socket) => {
-    links.push(new Link(socket, 'listener', { id: 'hub' }, parsePemBundle(pki.caBundlePem), { ...DEFAULT_LINK_SETTINGS, ...settings }, log));
+  const server = createServer({ ...(await issueListener(pki, 'hub')), minVersion: 'TLSv1.3' }, (socket) => {
+    links.push(new Link(socket, 'listener', { id: claimedId }, parsePemBundle(pki.caBundlePem), { ...DEFAULT_LINK_SETTINGS, ...settings }, log));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -110,6 +110,17 @@ test('a certificate from another CA is refused with AUTH_FAILED', async () => {
   assert.equal(code, CloseCode.AUTH_FAILED);
   assert.match(reason, /not issued by the controller CA/);
   assert.equal(links[0]!.isUp, false);
+  server.close();
+});
+
+test('a listener that claims an id other than its certificate\'s is refused by the dialer (no router can pose as another)', async () => {
+  const { server, port } = await listen({}, 'some-other-router');
+  const edge = await issueIdentity(pki, 'edge-router-2');
+  const d = await dial(port, edge, 'edge-router-2');
+  const [code, reason] = await once(d, 'close') as [number, string];
+  assert.equal(code, CloseCode.AUTH_FAILED);
+  assert.match(reason, /claims id some-other-router but its certificate is for hub/);
+  assert.equal(d.isUp, false);
   server.close();
 });
 

@@ -16,7 +16,7 @@ import { connect as tlsConnect, createServer as tlsServer, type Server } from 'n
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle } from '../../src/link/index.js';
-import { issueIdentity, roundTrip, startEcho } from '../helpers/fabric.js';
+import { issueIdentity, issueListener, roundTrip, startEcho } from '../helpers/fabric.js';
 import { CircuitError, LinkMux } from '../../src/router/mux.js';
 import { CloseCode } from '../../src/wire/index.js';
 
@@ -41,7 +41,7 @@ before(async () => {
 
   echo = await startEcho();
 
-  hub = tlsServer({ key: pki.serverKeyPem, cert: pki.serverChainPem, minVersion: 'TLSv1.3' }, (socket) => {
+  hub = tlsServer({ ...(await issueListener(pki, 'hub')), minVersion: 'TLSv1.3' }, (socket) => {
     const link = new Link(socket, 'listener', { id: 'hub' }, cas, DEFAULT_LINK_SETTINGS, log);
     hubMux = new LinkMux(link, 'listener', (req, accept, refuse) => {
       if (req.service !== 'echo') return refuse(CircuitError.DENIED, `service ${req.service} is not allowed for ${req.identity}`);

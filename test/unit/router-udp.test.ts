@@ -19,7 +19,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle } from '../../src/link/index.js';
-import { issueIdentity, startEcho } from '../helpers/fabric.js';
+import { issueIdentity, issueListener, startEcho } from '../helpers/fabric.js';
 import { policy, routerOptions as makeOptions, until } from '../helpers/routers.js';
 import { RecordDecoder, recordHeader } from '../../src/router/datagram.js';
 import { CircuitError, LinkMux, type DialRequest } from '../../src/router/mux.js';
@@ -89,7 +89,7 @@ before(async () => {
   };
   const dialers = { 'udp-echo': ['edge', 'capped', 'tester'], 'udp-secret': ['someone-else'], fwd: ['tester'], 'udp-fwd': ['tester'] };
 
-  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: 0 }], server: { certPem: pki.serverChainPem, keyPem: pki.serverKeyPem } }));
+  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: 0 }], server: await issueListener(pki, 'hub') }));
   await hub.start();
   const hubPort = hub.boundPorts()[0]!;
   const links = [{ host: '127.0.0.1', port: hubPort }];

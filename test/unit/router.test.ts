@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
-import { roundTrip, startEcho } from '../helpers/fabric.js';
+import { issueListener, roundTrip, startEcho } from '../helpers/fabric.js';
 import { policy, routerOptions as makeOptions, until } from '../helpers/routers.js';
 import { Router, type HostTarget, type RouterOptions } from '../../src/router/router.js';
 
@@ -33,7 +33,7 @@ before(async () => {
   echo = await startEcho();
   const echoTarget: HostTarget = { protocol: 'tcp', address: '127.0.0.1', port: (echo.address() as { port: number }).port };
 
-  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: 0 }], server: { certPem: pki.serverChainPem, keyPem: pki.serverKeyPem } }));
+  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: 0 }], server: await issueListener(pki, 'hub') }));
   await hub.start();
   hubPort = hub.boundPorts()[0]!;
   host = new Router(await routerOptions('host', {
@@ -74,7 +74,7 @@ test('the hosting router refuses an identity that policy does not allow', async 
 test('when the hub restarts, the edge and host relink by themselves and traffic resumes', async () => {
   await hub.stop();
   await until(() => edge.routes.next('echo') === undefined, 3000);
-  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: hubPort }], server: { certPem: pki.serverChainPem, keyPem: pki.serverKeyPem } }));
+  hub = new Router(await routerOptions('hub', { listeners: [{ host: '127.0.0.1', port: hubPort }], server: await issueListener(pki, 'hub') }));
   await hub.start();
   await until(() => edge.routes.next('echo') !== undefined, 5000);
   const data = Buffer.from('back again');

@@ -16,7 +16,7 @@ import { connect as tlsConnect, createServer as tlsServer, type Server } from 'n
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
 import { DEFAULT_LINK_SETTINGS, Link, parsePemBundle } from '../../src/link/index.js';
-import { issueIdentity, roundTrip, startEcho } from '../helpers/fabric.js';
+import { issueIdentity, issueListener, roundTrip, startEcho } from '../helpers/fabric.js';
 import { CircuitError, LinkMux, type DialHandler } from '../../src/router/mux.js';
 import { duplexPair } from '../../src/router/pipe.js';
 import { CloseCode } from '../../src/wire/index.js';
@@ -50,7 +50,7 @@ before(async () => {
   echo = await startEcho();
 
   // The hub: every link is a listener link; circuits from the edge are spliced to the host's link.
-  hub = tlsServer({ key: pki.serverKeyPem, cert: pki.serverChainPem, minVersion: 'TLSv1.3' }, (socket) => {
+  hub = tlsServer({ ...(await issueListener(pki, 'hub')), minVersion: 'TLSv1.3' }, (socket) => {
     const link = new Link(socket, 'listener', { id: 'hub' }, parsePemBundle(pki.caBundlePem), DEFAULT_LINK_SETTINGS, log);
     const mux: LinkMux = new LinkMux(link, 'listener', (req, accept, refuse) => {
       if (hubToHost === undefined || !hubToHost.link.isUp) return refuse(CircuitError.NO_ROUTE, `no route to ${req.service}`);
