@@ -42,6 +42,7 @@ const LOCAL_CODES = [
   'ERR_KEY',
   'ERR_PKI',
   'ERR_POLICY_SNAPSHOT',
+  'ERR_POLICY_SIGNATURE',
 ] as const;
 
 export type HttpErrorCode = keyof typeof HTTP_STATUS;

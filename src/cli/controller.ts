@@ -18,6 +18,9 @@ Options:
   --admin-password-file FILE    first admin's password (first start only)
   --enrollment-minutes N        lifetime of one-time enrollment tokens     [180]
   --cert-days N                 validity of issued identity certificates   [365]
+  --policy-offline-hours N      how long routers keep authorizing from their signed policy
+                                without hearing from this controller; past it they fail
+                                closed (unless a router is configured to keep it)  [72]
   --log-level LEVEL             fatal|error|warn|info|debug|trace          [info]
   -h, --help                    this help
 
@@ -32,7 +35,7 @@ export const controllerCommand: Command = {
     const { values } = parse(argv, {
       data: { type: 'string' }, listen: { type: 'string' }, advertise: { type: 'string' },
       'admin-password-file': { type: 'string' }, 'enrollment-minutes': { type: 'string' }, 'cert-days': { type: 'string' },
-      'log-level': { type: 'string' },
+      'log-level': { type: 'string' }, 'policy-offline-hours': { type: 'string' },
     }, 'controller');
     if (values.help === true) { process.stdout.write(HELP + '\n'); return 0; }
     const dataDir = str(values.data);
@@ -40,6 +43,7 @@ export const controllerCommand: Command = {
     const log = createRootLogger({ level: (str(values['log-level']) ?? 'info') as 'info' });
     const minutes = positiveNumber(str(values['enrollment-minutes']), '--enrollment-minutes');
     const days = positiveNumber(str(values['cert-days']), '--cert-days');
+    const offlineHours = positiveNumber(str(values['policy-offline-hours']), '--policy-offline-hours');
     const ctrl = await startController({
       dataDir,
       listen: str(values.listen) ?? '127.0.0.1:1280',
@@ -47,6 +51,7 @@ export const controllerCommand: Command = {
       adminPasswordFile: str(values['admin-password-file']),
       enrollmentDurationMs: minutes === undefined ? undefined : minutes * 60_000,
       certValidityDays: days,
+      policyOfflineWindowMs: offlineHours === undefined ? undefined : offlineHours * 3600_000,
       log,
     });
     await new Promise<void>((resolveStop) => {

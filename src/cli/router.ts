@@ -1,6 +1,7 @@
 /** `ztedge router --config router.yml`: runs a router in the foreground until SIGINT/SIGTERM. */
 import { X509Certificate } from 'node:crypto';
 import { loadRouterConfig, parseEndpoint, parseHostPort, type RouterConfig } from '../config/index.js';
+import { MAX_TIMER_MS } from '../config/schema.js';
 import { EdgeError } from '../errors.js';
 import { loadIdentityFile, type LoadedIdentity } from '../identity/file.js';
 import { FileKeyStore, type KeyStore } from '../keys/index.js';
@@ -59,12 +60,24 @@ export const routerCommand: Command = {
       mayDial: (identityId, service) => view?.mayDial(identityId, service) ?? { allow: false, reason: 'Dial denied: this router has no policy yet (controller never reached)' },
     };
     let router: Router | undefined;
+    // At the snapshot's notAfter, hosted circuits are re-checked (fail closed) unless a newer one came first.
+    let expiryTimer: NodeJS.Timeout | undefined;
+    const watchExpiry = (v: SnapshotPolicyView): void => {
+      clearTimeout(expiryTimer);
+      if (!Number.isFinite(v.expiresAtMs)) return;
+      expiryTimer = setTimeout(() => {
+        log.warn({ notAfter: v.snapshot.notAfter }, 'policy expired: the controller was out of reach for the whole offline window; refusing circuits until it answers');
+        router?.revalidate();
+      }, Math.min(Math.max(0, v.expiresAtMs - Date.now() + 1), MAX_TIMER_MS));
+      expiryTimer.unref();
+    };
     const sync = new PolicySync({
-      identity, key, dataDir: config.dataDir, log, reconnect: config.link.reconnect,
-      onUpdate: (v) => { view = v; router?.refreshHosted(); },
+      identity, routerId, key, dataDir: config.dataDir, log, reconnect: config.link.reconnect, keepAfterExpiry: config.policy.keepAfterExpiry,
+      onUpdate: (v) => { view = v; watchExpiry(v); router?.refreshHosted(); },
     });
     await sync.start();
     view = sync.current();
+    if (view !== undefined) watchExpiry(view);
     router = new Router({
       id: routerId,
       key,
@@ -90,6 +103,7 @@ export const routerCommand: Command = {
       process.once('SIGTERM', stop);
     });
     sync.stop();
+    clearTimeout(expiryTimer);
     await router.stop();
     await key.close();
     log.flush();

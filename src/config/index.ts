@@ -29,6 +29,7 @@ export {
   type ServerConfig,
   type LinkConfig,
   type LogConfig,
+  type PolicyConfig,
   type LogLevel,
 } from './schema.js';
 export {

@@ -172,6 +172,14 @@ export const LinkSchema = Type.Object({
   reconnect: withDefault(ReconnectSchema, {}),
 }, { ...strict, description: 'Router-to-router link settings.' });
 
+/** What the router does with its signed policy snapshot when the controller stays out of reach. */
+export const PolicySchema = Type.Object({
+  /** Keep authorizing past notAfter. */
+  keepAfterExpiry: withDefault(Type.Boolean({
+    description: 'Past the snapshot\'s notAfter (the controller\'s offline window, 72 h by default), false: refuse new circuits and end hosted ones (fail closed); true: keep authorizing from the last policy (availability over revocation: a revoked identity keeps access until the controller is back).',
+  }), false),
+}, { ...strict, description: 'Policy cache behaviour while the controller is unreachable.' });
+
 /** Logging. */
 export const LogSchema = Type.Object({
   /** pino level. */
@@ -212,6 +220,8 @@ export const RouterConfigSchema = Type.Object({
   server: Type.Optional(ServerSchema),
   /** Link tuning. */
   link: withDefault(LinkSchema, {}),
+  /** Offline policy behaviour. */
+  policy: withDefault(PolicySchema, {}),
   /** Logging. */
   log: withDefault(LogSchema, {}),
 }, { ...strict, $id: 'https://ztedge.dev/schemas/router-config.json', title: 'ztedge router config', description: 'Settings of `ztedge router`.' });
@@ -230,6 +240,8 @@ export type TunConfig = TunnelConfig['tun'];
 export type ServerConfig = NonNullable<RouterConfig['server']>;
 /** `link` slice, for src/link. */
 export type LinkConfig = RouterConfig['link'];
+/** `policy` slice. */
+export type PolicyConfig = RouterConfig['policy'];
 /** `log` slice. */
 export type LogConfig = RouterConfig['log'];
 export type TunnelMode = (typeof TUNNEL_MODES)[number];

@@ -13,6 +13,8 @@ export interface ControllerSettings {
   certValidityDays: number;
   /** Idle time after which an API session expires. */
   sessionIdleMs: number;
+  /** How long a router may authorize from a policy snapshot without hearing from the controller (its notAfter). */
+  policyOfflineWindowMs: number;
 }
 
 export interface ControllerContext {

@@ -25,6 +25,7 @@ import { registerEnrollRoutes } from './routes/enroll.js';
 import { registerIdentityRoutes } from './routes/identities.js';
 import { registerMetaRoutes } from './routes/meta.js';
 import { registerServicePolicyRoutes } from './routes/service-policies.js';
+import { DEFAULT_OFFLINE_WINDOW_MS } from '../policy/snapshot.js';
 import { registerRouterPolicyRoutes } from './routes/router-policy.js';
 import { registerServiceRoutes } from './routes/services.js';
 import { Sessions } from './sessions.js';
@@ -44,6 +45,8 @@ export interface ControllerOptions {
   enrollmentDurationMs?: number;
   certValidityDays?: number;
   sessionIdleMs?: number;
+  /** notAfter of router policy snapshots, from their issue time (default 72 h). */
+  policyOfflineWindowMs?: number;
   log: Logger;
 }
 
@@ -86,6 +89,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       enrollmentDurationMs: opts.enrollmentDurationMs ?? 3 * 3_600_000,
       certValidityDays: opts.certValidityDays ?? 365,
       sessionIdleMs: opts.sessionIdleMs ?? 30 * 60_000,
+      policyOfflineWindowMs: opts.policyOfflineWindowMs ?? DEFAULT_OFFLINE_WINDOW_MS,
     };
     const ctx: ControllerContext = { store, pki, sessions: new Sessions(store, settings.sessionIdleMs), settings, log };
     const adminPasswordPath = await ensureDefaultAdmin(ctx, dataDir, opts.adminPasswordFile);

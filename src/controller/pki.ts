@@ -7,6 +7,7 @@
  *   root CA (10 y, self-signed, pathLen 1)
  *     └── signing intermediate (5 y, pathLen 0)
  *           ├── controller server certificate (1 y, serverAuth)
+ *           ├── policy signer (1 y, CN = ztedge-policy-signer, no TLS use): signs router policy snapshots
  *           └── identity certificates (CN = identity id, clientAuth)
  */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
@@ -20,6 +21,7 @@ import { checkCsr, ClientCertIssuer, requestedSans, type IssuedCert } from './is
 import { writeFileAtomic } from '../util/fs.js';
 export { writeFileAtomic } from '../util/fs.js';
 import type { Logger } from '../log/index.js';
+import { POLICY_SIGNER_CN } from '../policy/signed.js';
 
 const DAY_MS = 86_400_000;
 const EC_SIGN = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -44,14 +46,17 @@ export class Pki {
   readonly caBundlePem: string;
   /** Base64 DER PKCS#7 certs-only of the CA bundle, as served by EST `/cacerts` (RFC 7030 §4.1.3). */
   readonly cacertsBase64: string;
+  /** Key and certificate (DER) that sign router policy snapshots. */
+  readonly policySigner: { key: KeyObject; certDer: Buffer };
   private readonly issuer: ClientCertIssuer;
 
-  private constructor(root: KeyPairFiles, intermediate: KeyPairFiles, server: KeyPairFiles) {
+  private constructor(root: KeyPairFiles, intermediate: KeyPairFiles, server: KeyPairFiles, policySigner: KeyPairFiles) {
     this.root = new X509Certificate(root.certPem);
     this.intermediate = new X509Certificate(intermediate.certPem);
     this.server = new X509Certificate(server.certPem);
     this.serverKeyPem = server.keyPem;
     this.serverKey = createPrivateKey(server.keyPem);
+    this.policySigner = { key: createPrivateKey(policySigner.keyPem), certDer: new X509Certificate(policySigner.certPem).raw };
     this.serverChainPem = normalizePem(server.certPem) + normalizePem(intermediate.certPem);
     this.caBundlePem = normalizePem(root.certPem) + normalizePem(intermediate.certPem);
     this.issuer = new ClientCertIssuer(intermediate.certPem, createPrivateKey(intermediate.keyPem));
@@ -82,7 +87,12 @@ export class Pki {
       server = await issueServerCert(pkiDir, intermediate, signingKey, hosts);
       log.info({ hosts }, 'issued controller server certificate');
     }
-    return new Pki(root, intermediate, server);
+    let signer: KeyPairFiles | undefined = existsSync(join(pkiDir, 'policy-signer.cert.pem')) ? await readPair(pkiDir, 'policy-signer') : undefined;
+    if (signer === undefined || Date.parse(new X509Certificate(signer.certPem).validTo) - Date.now() < 30 * DAY_MS) {
+      signer = await issuePolicySignerCert(pkiDir, intermediate, signingKey);
+      log.info({}, 'issued policy signer certificate');
+    }
+    return new Pki(root, intermediate, server, signer);
   }
 
   /**
@@ -165,15 +175,14 @@ async function createCas(dir: string, pkiDir: string, log: Logger): Promise<void
   log.info({ root: rootCert.subject, intermediate: intCert.subject }, 'created controller PKI');
 }
 
-async function issueServerCert(pkiDir: string, intermediate: KeyPairFiles, signingKey: CryptoKey, hosts: string[]): Promise<KeyPairFiles> {
+/** A leaf certificate from the intermediate for a new P-256 key, written to DIR/NAME.{key,cert.pem}. */
+async function issueLeaf(pkiDir: string, name: string, intermediate: KeyPairFiles, signingKey: CryptoKey, subject: string, extensions: x509.Extension[]): Promise<KeyPairFiles> {
   const keys = await generateEc();
-  const intCert = new x509.X509Certificate(intermediate.certPem);
   const now = Date.now();
-  const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...hosts])];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serialHex(),
-    issuer: intCert.subject,
-    subject: `CN=${escapeDnValue(hosts[0] ?? 'localhost')}, O=ztedge`,
+    issuer: new x509.X509Certificate(intermediate.certPem).subject,
+    subject,
     notBefore: new Date(now - SKEW_MS),
     notAfter: new Date(now + 365 * DAY_MS),
     publicKey: keys.publicKey,
@@ -181,16 +190,30 @@ async function issueServerCert(pkiDir: string, intermediate: KeyPairFiles, signi
     signingAlgorithm: EC_SIGN,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension(names.map((n) => ({ type: isIP(n) ? 'ip' as const : 'dns' as const, value: n }))),
+      ...extensions,
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       new x509.AuthorityKeyIdentifierExtension(subjectKeyIdOf(intermediate.certPem)),
     ],
   });
   const pair = { keyPem: await exportPkcs8(keys.privateKey), certPem: cert.toString('pem') };
-  await writePair(pkiDir, 'server', pair.keyPem, pair.certPem);
+  await writePair(pkiDir, name, pair.keyPem, pair.certPem);
   return pair;
+}
+
+function issueServerCert(pkiDir: string, intermediate: KeyPairFiles, signingKey: CryptoKey, hosts: string[]): Promise<KeyPairFiles> {
+  const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...hosts])];
+  return issueLeaf(pkiDir, 'server', intermediate, signingKey, `CN=${escapeDnValue(hosts[0] ?? 'localhost')}, O=ztedge`, [
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+    new x509.SubjectAlternativeNameExtension(names.map((n) => ({ type: isIP(n) ? 'ip' as const : 'dns' as const, value: n }))),
+  ]);
+}
+
+/** The policy signer: digitalSignature only, no TLS use; routers accept snapshots signed by this CN under the CA. */
+function issuePolicySignerCert(pkiDir: string, intermediate: KeyPairFiles, signingKey: CryptoKey): Promise<KeyPairFiles> {
+  return issueLeaf(pkiDir, 'policy-signer', intermediate, signingKey, `CN=${POLICY_SIGNER_CN}, O=ztedge`, [
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+  ]);
 }
 
 function serverCertCovers(certPem: string, hosts: string[]): boolean {

@@ -53,6 +53,11 @@ export interface PolicySnapshot {
   /** Hash of everything below: routers compare it to know whether anything changed. */
   readonly revision: string;
   readonly issuedAt: string;
+  /**
+   * The end of the offline window: past it a router stops authorizing from
+   * this snapshot (fails closed) unless configured to keep the last policy.
+   */
+  readonly notAfter: string;
   /** The router this snapshot was built for. */
   readonly routerId: string;
   readonly identities: readonly SnapshotIdentity[];
@@ -60,12 +65,19 @@ export interface PolicySnapshot {
   readonly servicePolicies: readonly ServicePolicy[];
 }
 
-export type SnapshotContent = Omit<PolicySnapshot, 'revision' | 'issuedAt'>;
+export type SnapshotContent = Omit<PolicySnapshot, 'revision' | 'issuedAt' | 'notAfter'>;
 
-/** Builds a snapshot from content: the revision is a hash of the content, so it is stable across controller restarts. */
-export function sealSnapshot(content: SnapshotContent, now: Date): PolicySnapshot {
+/** Default offline window: how long a router may authorize from a snapshot without hearing from its controller. */
+export const DEFAULT_OFFLINE_WINDOW_MS = 72 * 3600_000;
+
+/**
+ * Builds a snapshot from content, valid for `validForMs`. The revision is a
+ * hash of the content only, so it is stable across controller restarts and
+ * re-issues (a fresh notAfter alone does not make a new revision).
+ */
+export function sealSnapshot(content: SnapshotContent, now: Date, validForMs = DEFAULT_OFFLINE_WINDOW_MS): PolicySnapshot {
   const revision = createHash('sha256').update(JSON.stringify(content)).digest('base64url').slice(0, 22);
-  return { ...content, revision, issuedAt: now.toISOString() };
+  return { ...content, revision, issuedAt: now.toISOString(), notAfter: new Date(now.getTime() + validForMs).toISOString() };
 }
 
 function fail(what: string): never {
@@ -94,6 +106,7 @@ export function parseSnapshot(raw: unknown): PolicySnapshot {
   const s = raw as Record<string, unknown>;
   if (s.v !== 1) fail(`unsupported version ${JSON.stringify(s.v)}`);
   if (!isString(s.revision) || !isString(s.issuedAt) || !isString(s.routerId)) fail('revision, issuedAt or routerId is missing');
+  if (!isString(s.notAfter) || Number.isNaN(Date.parse(s.notAfter))) fail('notAfter is missing or not a date');
   if (!Array.isArray(s.identities) || !Array.isArray(s.services) || !Array.isArray(s.servicePolicies)) fail('identities, services or servicePolicies is not a list');
   const identities = s.identities.map((r, i): SnapshotIdentity => {
     const e = entity(r, `identities[${i}]`);
@@ -117,7 +130,7 @@ export function parseSnapshot(raw: unknown): PolicySnapshot {
     if (!isStringArray(posture)) fail(`servicePolicies[${i}].postureCheckRoles is not a list of strings`);
     return { id: e.id, name: e.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: posture };
   });
-  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, routerId: s.routerId, identities, services, servicePolicies };
+  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId, identities, services, servicePolicies };
 }
 
 /** Authorization from one snapshot: indexes built once, answers are pure lookups plus decide(). */
@@ -126,8 +139,12 @@ export class SnapshotPolicyView {
   private readonly servicesByName = new Map<string, SnapshotService>();
   private readonly hosted = new Map<string, HostTarget>();
   private readonly dialPolicies: ServicePolicy[];
+  /** ms since epoch after which Dial answers are refused; Infinity when the router keeps the last policy. */
+  readonly expiresAtMs: number;
 
-  constructor(readonly snapshot: PolicySnapshot) {
+  /** `keepAfterExpiry`: go on authorizing past notAfter (a documented trade-off: availability over revocation). */
+  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false) {
+    this.expiresAtMs = keepAfterExpiry ? Infinity : Date.parse(snapshot.notAfter);
     for (const i of snapshot.identities) this.identities.set(i.id, i);
     for (const s of snapshot.services) this.servicesByName.set(s.name, s);
     this.dialPolicies = snapshot.servicePolicies.filter((p) => p.type === 'Dial');
@@ -155,7 +172,8 @@ export class SnapshotPolicyView {
   }
 
   /** May identity `identityId` Dial service `service` (by name)? Unknown or disabled identities and unknown services are refused. */
-  mayDial(identityId: string, service: string): Decision {
+  mayDial(identityId: string, service: string, now = Date.now()): Decision {
+    if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${this.snapshot.notAfter} (controller out of reach for longer than the offline window)`, ruleId: null };
     const identity = this.identities.get(identityId);
     if (identity === undefined) return { allow: false, reason: `Dial denied: identity ${identityId} is unknown to this router's policy`, ruleId: null };
     if (identity.disabled) return { allow: false, reason: `Dial denied: identity "${identity.name}" is disabled`, ruleId: null };

@@ -38,6 +38,13 @@ export const CircuitError = {
   PROTOCOL: 7,
 } as const;
 
+/** Destroy a circuit's local stream with this to end the circuit with a code and reason for the peer. */
+export class CircuitEnd extends Error {
+  constructor(readonly code: number, reason: string) {
+    super(reason);
+  }
+}
+
 export interface DialRequest {
   service: string;
   /** Identity id on whose behalf the circuit is dialed. */
@@ -296,7 +303,12 @@ export class LinkMux {
     c.closed = true;
     const clean = c.localEnded && c.remoteEnded;
     this.circuits.delete(c.id);
-    if (tellPeer && !clean && this.link.isUp) this.link.sendControl(FrameType.RESET, c.id, { code: CircuitError.RESET_BY_PEER });
+    if (tellPeer && !clean && this.link.isUp) {
+      // A local end destroyed with a CircuitEnd (revocation, policy expiry) tells the peer why.
+      const why = c.socket.errored;
+      if (why instanceof CircuitEnd) this.link.sendControl(FrameType.RESET, c.id, { code: why.code, reason: why.message });
+      else this.link.sendControl(FrameType.RESET, c.id, { code: CircuitError.RESET_BY_PEER });
+    }
     c.socket.destroy();
   }
 

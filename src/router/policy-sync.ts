@@ -2,16 +2,20 @@
  * Keeps a router's policy in step with the controller, and keeps the router
  * working when the controller is away.
  *
- *   start ─► cache file? ─► use it at once
+ *   start ─► cache file (dataDir/policy.jws)? ─► verify signature ─► use it at once
  *        └─► log in (certificate; exporter proof for token keys)
  *              └─► long poll GET /edge/client/v1/router/policy?known=REV&waitMs=…
- *                    200: new snapshot → persist (atomic) → onUpdate
+ *                    200: signed snapshot → verify → persist (atomic) → onUpdate
  *                    304: unchanged → poll again
  *                    401: session gone → log in again
  *                    error: retry with backoff and jitter
  *
  * Authorization never waits for this loop: the router answers from the last
- * snapshot it has. (Issue #6 adds signatures and notAfter on top.)
+ * snapshot it has, until that snapshot's notAfter (then it fails closed,
+ * unless configured to keep it). A snapshot past half of its window is
+ * fetched again even if unchanged, so a connected router never nears expiry.
+ * Only snapshots signed by the controller's policy signer are used, from
+ * the wire or from the cache.
  */
 import { promises as fs } from 'node:fs';
 import type { Agent } from 'node:https';
@@ -21,7 +25,9 @@ import type { LoadedIdentity } from '../identity/file.js';
 import { createAgent, jsonOf, request, requestWithProof, type HttpResponse } from '../identity/https.js';
 import type { KeyStore } from '../keys/types.js';
 import type { Logger } from '../log/index.js';
-import { parseSnapshot, SnapshotPolicyView, type PolicySnapshot } from '../policy/snapshot.js';
+import { verifySignedSnapshot } from '../policy/signed.js';
+import { SnapshotPolicyView, type PolicySnapshot } from '../policy/snapshot.js';
+import { parsePemBundle } from '../link/trust.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { backoffMs } from './backoff.js';
 
@@ -29,12 +35,16 @@ const CLIENT = '/edge/client/v1';
 
 export interface PolicySyncOptions {
   identity: LoadedIdentity;
+  /** This router's id: snapshots made for another router are refused. */
+  routerId: string;
   key: KeyStore;
   dataDir: string;
   log: Logger;
   /** How long the controller may hold a poll open. */
   pollWaitMs?: number;
   reconnect?: { initialMs: number; maxMs: number };
+  /** Keep authorizing from the last snapshot past its notAfter (availability over revocation). */
+  keepAfterExpiry?: boolean;
   /** Called with each new view (after it is persisted). */
   onUpdate: (view: SnapshotPolicyView) => void;
 }
@@ -48,11 +58,13 @@ export class PolicySync {
   private readonly log: Logger;
   private readonly cacheFile: string;
   private failures = 0;
+  private readonly cas: ReturnType<typeof parsePemBundle>;
 
   constructor(private readonly opts: PolicySyncOptions) {
     this.log = opts.log.child({ subsys: 'policy-sync' });
     this.agent = createAgent({ ca: opts.identity.caPem }, { keepAlive: true, maxSockets: 2 });
-    this.cacheFile = join(opts.dataDir, 'policy.json');
+    this.cacheFile = join(opts.dataDir, 'policy.jws');
+    this.cas = parsePemBundle(opts.identity.caPem);
   }
 
   current(): SnapshotPolicyView | undefined {
@@ -68,7 +80,7 @@ export class PolicySync {
   async start(): Promise<void> {
     await fs.mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
     const cached = await this.readCache();
-    if (cached !== undefined) this.view = new SnapshotPolicyView(cached);
+    if (cached !== undefined) this.view = this.viewOf(cached);
     try {
       await this.pollOnce(0);
       this.schedule(0);
@@ -103,7 +115,10 @@ export class PolicySync {
 
   private async pollOnce(waitMs: number): Promise<void> {
     if (this.token === undefined) await this.login();
-    const known = this.view?.revision;
+    // Past half its window, ask for a fresh signature even if nothing changed.
+    const snap = this.view?.snapshot;
+    const fresh = snap !== undefined && Date.now() < (Date.parse(snap.issuedAt) + Date.parse(snap.notAfter)) / 2;
+    const known = fresh ? snap.revision : undefined;
     const url = `${this.opts.identity.apiUrl}${CLIENT}/router/policy?waitMs=${waitMs}${known !== undefined ? `&known=${encodeURIComponent(known)}` : ''}`;
     let res = await this.get(url, waitMs);
     if (res.status === 401) {
@@ -111,11 +126,15 @@ export class PolicySync {
       res = await this.get(url, waitMs);
     }
     if (this.stopped || res.status === 304) return;
-    const snapshot = parseSnapshot(jsonOf(res));
-    if (snapshot.revision === known) return;
-    await writeFileAtomic(this.cacheFile, JSON.stringify(snapshot) + '\n', 0o600);
-    this.view = new SnapshotPolicyView(snapshot);
-    this.log.info({ revision: snapshot.revision, hosted: [...this.view.hostedServices().keys()] }, 'policy updated');
+    const body = jsonOf<{ jws?: unknown } | undefined>(res);
+    if (typeof body?.jws !== 'string') throw new EdgeError('ERR_REMOTE', 'the controller answered the policy request without a signed snapshot');
+    const snapshot = verifySignedSnapshot(body.jws, this.cas, Date.now());
+    if (snapshot.routerId !== this.opts.routerId) throw new EdgeError('ERR_POLICY_SIGNATURE', `policy snapshot refused: it was made for router ${snapshot.routerId}, not ${this.opts.routerId}`);
+    await writeFileAtomic(this.cacheFile, body.jws + '\n', 0o600);
+    const changed = snapshot.revision !== this.view?.revision;
+    this.view = this.viewOf(snapshot);
+    if (changed) this.log.info({ revision: snapshot.revision, notAfter: snapshot.notAfter, hosted: [...this.view.hostedServices().keys()] }, 'policy updated');
+    else this.log.debug({ revision: snapshot.revision, notAfter: snapshot.notAfter }, 'policy re-signed');
     this.opts.onUpdate(this.view);
   }
 
@@ -135,18 +154,26 @@ export class PolicySync {
     this.token = data.token;
   }
 
+  private viewOf(snapshot: PolicySnapshot): SnapshotPolicyView {
+    return new SnapshotPolicyView(snapshot, this.opts.keepAfterExpiry === true);
+  }
+
   private async readCache(): Promise<PolicySnapshot | undefined> {
     let text: string;
     try {
       text = await fs.readFile(this.cacheFile, 'utf8');
-    } catch {
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'policy cache cannot be read; ignoring it');
       return undefined;
     }
     try {
-      return parseSnapshot(JSON.parse(text));
+      const snapshot = verifySignedSnapshot(text, this.cas, Date.now());
+      if (snapshot.routerId !== this.opts.routerId) throw new EdgeError('ERR_POLICY_SIGNATURE', `policy snapshot refused: it was made for router ${snapshot.routerId}, not ${this.opts.routerId}`);
+      this.log.info({ file: this.cacheFile, revision: snapshot.revision, issuedAt: snapshot.issuedAt, notAfter: snapshot.notAfter }, 'policy loaded from cache');
+      return snapshot;
     } catch (err) {
-      // Never half-use a damaged cache: start without it and fetch a fresh copy.
-      this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'policy cache is unreadable; ignoring it');
+      // Never half-use a damaged or foreign cache: start without it and fetch a fresh copy.
+      this.log.error({ file: this.cacheFile, err: (err as Error).message, code: (err as EdgeError).code }, 'policy cache refused; ignoring it');
       return undefined;
     }
   }

@@ -16,7 +16,7 @@ import { Link, parsePemBundle, type LinkSettings } from '../link/index.js';
 import type { Logger } from '../log/index.js';
 import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
 import { backoffMs } from './backoff.js';
-import { CircuitError, LinkMux, type CircuitStream, type DialRequest } from './mux.js';
+import { CircuitEnd, CircuitError, LinkMux, type CircuitStream, type DialRequest } from './mux.js';
 import { resolveHostTarget, type ResolvedTarget } from './host-target.js';
 import { duplexPair } from './pipe.js';
 import { ServiceRoutes, WITHDRAWN, type RouteEntry } from './routes.js';
@@ -56,6 +56,7 @@ export interface RouterOptions {
 export class Router {
   readonly routes: ServiceRoutes;
   private readonly muxes = new Map<string, LinkMux>();
+  private readonly hostedCircuits = new Map<CircuitStream, DialRequest>();
   private readonly servers: (TlsServer | NetServer | UdpProxyPort)[] = [];
   /** Drops and events of UDP circuits, for status and tests. */
   readonly udpCounters = new UdpCounters();
@@ -113,9 +114,10 @@ export class Router {
     return this.udpSweeper.size;
   }
 
-  /** Re-reads hosted services from policy and tells every peer if they changed. */
+  /** Re-reads hosted services from policy, tells every peer if they changed, and ends circuits policy no longer allows. */
   refreshHosted(): void {
     if (this.routes.setLocal(this.opts.policy.hostedServices().keys())) this.announceAll(true);
+    this.revalidate();
   }
 
   // ---- links ----------------------------------------------------------------
@@ -192,8 +194,37 @@ export class Router {
     mux.dial(far, req, (err) => (err === undefined ? accept(near) : refuse(err.code, err.reason)));
   }
 
+  /**
+   * Re-checks every circuit hosted here against the current policy and ends
+   * those it no longer allows (identity deleted or disabled, policy removed,
+   * policy expired), telling the dialer why. Called on each policy update.
+   */
+  revalidate(): number {
+    let ended = 0;
+    for (const [stream, req] of this.hostedCircuits) {
+      const d = this.opts.policy.mayDial(req.identity, req.service);
+      if (d.allow) continue;
+      ended++;
+      this.hostedCircuits.delete(stream);
+      this.log.info({ identity: req.identity, service: req.service, reason: d.reason }, 'circuit revoked');
+      stream.destroy(new CircuitEnd(CircuitError.DENIED, `access revoked: ${d.reason}`));
+    }
+    return ended;
+  }
+
+  /** Circuits hosted here now (for status and tests). */
+  hostedCircuitCount(): number {
+    return this.hostedCircuits.size;
+  }
+
   /** Hosts a circuit here: policy check, then host.v1 resolution (fixed or forwarded within allowed values), then the connect. */
-  private connectHosted(req: DialRequest, accept: (s: CircuitStream) => void, refuse: (code: number, reason: string) => void): void {
+  private connectHosted(req: DialRequest, acceptCircuit: (s: CircuitStream) => void, refuse: (code: number, reason: string) => void): void {
+    // Every hosted circuit is remembered until it closes, so a policy change can end it.
+    const accept = (s: CircuitStream): void => {
+      this.hostedCircuits.set(s, req);
+      s.once('close', () => this.hostedCircuits.delete(s));
+      acceptCircuit(s);
+    };
     const decision = this.opts.policy.mayDial(req.identity, req.service);
     if (!decision.allow) {
       // One line per refused circuit (never per packet): the audit trail of who was kept out.

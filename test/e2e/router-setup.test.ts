@@ -12,6 +12,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadIdentityFile } from '../../src/identity/file.js';
 import { request } from '../../src/identity/https.js';
+import { parsePemBundle } from '../../src/link/trust.js';
+import { verifySignedSnapshot } from '../../src/policy/signed.js';
 import { adminToken, api, openssl, removeDir, runCli, startControllerProcess, tempDir, type ControllerProcess } from '../helpers/controller.js';
 
 const M = '/edge/management/v1';
@@ -122,8 +124,12 @@ test('router policy: only routers may read it; a long poll answers 304 when unch
   const session = await routerSession(join(dir, 'hub-a.json'));
   const first = await api(ctrl, 'GET', `${C}/router/policy`, { token: session });
   assert.equal(first.status, 200, JSON.stringify(first.body));
-  const snap = first.body.data;
+  const cas = parsePemBundle(ctrl.ca);
+  const snap = verifySignedSnapshot(first.body.data.jws, cas, Date.now());
   assert.equal(snap.v, 1);
+  assert.equal(first.body.data.revision, snap.revision);
+  // The offline window: notAfter 72 h after issue by default.
+  assert.equal(Date.parse(snap.notAfter) - Date.parse(snap.issuedAt), 72 * 3600_000);
   assert.ok(snap.identities.some((i: { name: string }) => i.name === 'hub-a'));
   assert.equal(typeof snap.revision, 'string');
 
@@ -140,7 +146,7 @@ test('router policy: only routers may read it; a long poll answers 304 when unch
   const changed = await poll;
   assert.equal(changed.status, 200);
   assert.notEqual(changed.body.data.revision, snap.revision);
-  assert.ok(changed.body.data.services.some((s: { name: string }) => s.name === 'polled'));
+  assert.ok(verifySignedSnapshot(changed.body.data.jws, cas, Date.now()).services.some((s) => s.name === 'polled'));
   assert.ok(Date.now() - t1 < 2000, `change delivered in ${Date.now() - t1} ms`);
 
   const badWait = await api(ctrl, 'GET', `${C}/router/policy?waitMs=soon`, { token: session });

@@ -95,6 +95,7 @@ const DEFAULTS = {
     tun: { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: [] },
   },
   link: { keepaliveMs: 15000, deadAfterMs: 45000, maxFrameBytes: 262144, reconnect: { initialMs: 500, maxMs: 30000 } },
+  policy: { keepAfterExpiry: false },
   log: { level: 'info' },
 } as const;
 
@@ -404,7 +405,7 @@ tunnel:
     await rejects('identity: id.json\nlevel: debug\n', 'level: unknown key here; did you mean log.level?');
     // Nothing close: list what is allowed there.
     await rejects('identity: id.json\nlink: { colour: blue }\n', 'link.colour: unknown key; link takes keepaliveMs, deadAfterMs, maxFrameBytes, reconnect');
-    await rejects('identity: id.json\nzzzzzz: 1\n', 'zzzzzz: unknown key; the top level takes identity, dataDir, listeners, links, tunnel, server, link, log');
+    await rejects('identity: id.json\nzzzzzz: 1\n', 'zzzzzz: unknown key; the top level takes identity, dataDir, listeners, links, tunnel, server, link, policy, log');
     await rejects('identity: id.json\ntunnel: { proxy: [{ service: s, listen: "127.0.0.1:1", port: 2 }] }\n', 'tunnel.proxy[0].port: unknown key; tunnel.proxy[0] takes service, listen, protocol');
     await rejects('identity: id.json\n"odd key": 1\n', '["odd key"]: unknown key');
   });
@@ -623,6 +624,7 @@ describe('fast-check: any input loads or is ERR_CONFIG, nothing else', () => {
       tunnel: { mode: 'proxy', proxy: [{ service: 'demo', listen: '127.0.0.1:18080' }], tun: { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: [] } },
       server: { cert: 'c.pem', key: 'k.pem' },
       link: { keepaliveMs: 15000, deadAfterMs: 45000, maxFrameBytes: 262144, reconnect: { initialMs: 500, maxMs: 30000 } },
+      policy: { keepAfterExpiry: false },
       log: { level: 'info' },
     };
     const paths: string[][] = [];

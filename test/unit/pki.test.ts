@@ -108,7 +108,7 @@ describe('Pki.loadOrCreate', () => {
   test('writes private keys 0600 under DIR/pki and the folder 0700', () => {
     const pkiDir = join(dir, 'ctrl', 'pki');
     const keys = readdirSync(pkiDir).filter((f) => f.endsWith('.key')).sort();
-    assert.deepEqual(keys, ['intermediate.key', 'root.key', 'server.key']);
+    assert.deepEqual(keys, ['intermediate.key', 'policy-signer.key', 'root.key', 'server.key']);
     for (const k of keys) assert.equal(statSync(join(pkiDir, k)).mode & 0o777, 0o600, k);
     assert.equal(statSync(pkiDir).mode & 0o777, 0o700);
     assert.deepEqual(readdirSync(pkiDir).filter((f) => f.includes('.tmp-')), [], 'no temporary files left behind');

@@ -3,7 +3,9 @@
  *
  * Only a Router identity (an enrolled edge router, authenticated with its
  * certificate on the client API) may call it. The answer is the router's
- * policy snapshot (src/policy/snapshot.ts). Long poll: with
+ * policy snapshot (src/policy/snapshot.ts), signed by the controller's
+ * policy signer (src/policy/signed.ts): `{data: {revision, notAfter, jws}}`.
+ * Each answer is signed afresh, so its notAfter runs from now. Long poll: with
  * `?known=REVISION&waitMs=N` the controller answers as soon as the policy
  * differs from that revision, or with 304 after N ms (at most 60 s) if
  * nothing changed, so a router learns of a change within one round trip.
@@ -11,6 +13,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { EdgeError } from '../../errors.js';
+import { signSnapshot } from '../../policy/signed.js';
 import { sealSnapshot, type HostTarget, type InterceptTarget, type PolicySnapshot, type SnapshotService } from '../../policy/snapshot.js';
 import type { ControllerContext } from '../context.js';
 import { envelope } from '../present.js';
@@ -40,7 +43,7 @@ export function buildRouterSnapshot(ctx: ControllerContext, routerId: string, no
   const servicePolicies = store.servicePolicies.list().map((p) => ({
     id: p.id, name: p.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: p.postureCheckRoles,
   }));
-  return sealSnapshot({ v: 1, routerId, identities, services, servicePolicies }, now);
+  return sealSnapshot({ v: 1, routerId, identities, services, servicePolicies }, now, ctx.settings.policyOfflineWindowMs);
 }
 
 export function registerRouterPolicyRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string): void {
@@ -54,7 +57,7 @@ export function registerRouterPolicyRoutes(app: FastifyInstance, ctx: Controller
     const waitMs = Math.min(Number(q.waitMs ?? '0'), MAX_WAIT_MS);
     if (q.known === undefined || q.known !== snapshot.revision || waitMs === 0) {
       if (q.known === snapshot.revision) return reply.code(304).send();
-      return envelope(snapshot);
+      return signed(ctx, snapshot);
     }
     // Long poll: re-check after each committed write until the revision moves, the wait ends or the router hangs up.
     const changed = await new Promise<PolicySnapshot | undefined>((resolve) => {
@@ -78,6 +81,10 @@ export function registerRouterPolicyRoutes(app: FastifyInstance, ctx: Controller
     });
     if (changed === undefined) return reply.code(304).send();
     snapshot = changed;
-    return envelope(snapshot);
+    return signed(ctx, snapshot);
   });
+}
+
+function signed(ctx: ControllerContext, snapshot: PolicySnapshot): unknown {
+  return envelope({ revision: snapshot.revision, notAfter: snapshot.notAfter, jws: signSnapshot(snapshot, ctx.pki.policySigner) });
 }
