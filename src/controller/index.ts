@@ -26,6 +26,7 @@ import { registerIdentityRoutes } from './routes/identities.js';
 import { registerMetaRoutes } from './routes/meta.js';
 import { registerServicePolicyRoutes } from './routes/service-policies.js';
 import { DEFAULT_OFFLINE_WINDOW_MS } from '../policy/snapshot.js';
+import { ControlPlane } from './control-plane.js';
 import { registerRouterPolicyRoutes } from './routes/router-policy.js';
 import { registerServiceRoutes } from './routes/services.js';
 import { Sessions } from './sessions.js';
@@ -56,6 +57,8 @@ export interface RunningController {
   readonly context: ControllerContext;
   /** Path of the generated admin password file, when one was written this start. */
   readonly adminPasswordPath: string | undefined;
+  /** Router control links (policy push). */
+  readonly controlPlane: ControlPlane;
   close(): Promise<void>;
 }
 
@@ -107,6 +110,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerServicePolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerRouterPolicyRoutes(app, ctx, CLIENT_PREFIX);
     registerEnrollRoutes(app, ctx, CLIENT_PREFIX);
+    const controlPlane = new ControlPlane(ctx);
+    app.server.on('upgrade', (req, socket, head) => controlPlane.handleUpgrade(req, socket, head));
     try {
       await app.listen({ host: listen.host, port: listen.port });
     } catch (err) {
@@ -125,7 +130,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       dataDir,
       context: ctx,
       adminPasswordPath,
+      controlPlane,
       async close() {
+        controlPlane.close();
         await running.close();
         await store.close();
         log.info('controller stopped');

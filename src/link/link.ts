@@ -63,6 +63,8 @@ export interface Link {
 export class Link extends EventEmitter implements FrameHandler {
   /** Peer router id, known once the link is up. */
   peerId: string | undefined;
+  /** Listener side: the certificate the dialer proved in HELLO (for callers that check it against a registry). */
+  peerCertificate: X509Certificate | undefined;
   /** Last measured round trip of a PING, in ms. */
   rttMs = 0;
   circuitHandler: CircuitFrameHandler = () => undefined;
@@ -208,6 +210,7 @@ export class Link extends EventEmitter implements FrameHandler {
     const who = identityOf(cert, this.cas, Date.now());
     if ('reason' in who) return this.close(CloseCode.AUTH_FAILED, who.reason);
     if (!verifyExporterProof(this.socket, cert, proof)) return this.close(CloseCode.AUTH_FAILED, 'proof of possession does not verify on this connection');
+    this.peerCertificate = cert;
     this.sendControl(FrameType.HELLO_ACK, 0, { v: LINK_PROTOCOL_VERSION, id: this.local.id });
     this.up(who.id);
   }

@@ -13,6 +13,16 @@
  * Policies only grant, never deny, so their order does not change the answer;
  * it only picks which granting policy is reported (the first one given).
  *
+ * Posture (posture.ts): a policy with postureCheckRoles grants only if every
+ * posture check those roles select passes on the identity's latest posture
+ * data, as in OpenZiti. decide() evaluates them only when given the checks,
+ * the data and `now`; without them such a policy grants nothing (closed, not
+ * silently ignored). A policy without postureCheckRoles costs nothing extra.
+ *
+ *   policies ──► type? identity? service? ──► postureCheckRoles? ──► grant
+ *                                                  │ yes
+ *                                                  └─► evaluatePolicyPosture(checks, data, now)
+ *
  * Role selectors, as in OpenZiti:
  *   #all        every entity
  *   #attr       entities whose roleAttributes contain "attr"
@@ -23,6 +33,39 @@
  * listed attribute; AnyOf: at least one. `#all` matches every entity under
  * either semantic. An empty role list matches nothing.
  */
+
+import { evaluatePolicyPosture, type PostureCheck, type PostureData } from './posture.js';
+
+export {
+  applyPostureResponses,
+  DEFAULT_POSTURE_MAX_AGE_MS,
+  evaluatePolicyPosture,
+  evaluatePostureCheck,
+  MFA_PROMPT_GRACE_MS,
+  parseVersion,
+  parseVersionRange,
+  processPathsOf,
+  versionSatisfies,
+} from './posture.js';
+export type {
+  DomainCheckData,
+  MacCheckData,
+  MfaCheckData,
+  OperatingSystem,
+  OsCheckData,
+  OsType,
+  PostureCheck,
+  PostureCheckType,
+  PostureData,
+  PostureResponse,
+  PostureResult,
+  ProcessCheckData,
+  ProcessMultiCheckData,
+  ProcessMultiSpec,
+  ProcessPosture,
+  ProcessSpec,
+  VersionRange,
+} from './posture.js';
 
 export type PolicyType = 'Dial' | 'Bind';
 export type Semantic = 'AllOf' | 'AnyOf';
@@ -42,8 +85,9 @@ export interface ServicePolicy {
   readonly identityRoles: readonly string[];
   readonly serviceRoles: readonly string[];
   /**
-   * Posture checks are not evaluated by ztedge yet. A policy that requires
-   * any is never granting (closed by default), rather than silently ignoring them.
+   * Posture checks this policy requires (selectors over posture checks, judged
+   * with `semantic`). decide() grants through this policy only if all the
+   * selected checks pass, and never when it is not given posture to judge.
    */
   readonly postureCheckRoles?: readonly string[];
 }
@@ -52,6 +96,18 @@ export interface PolicyRequest {
   readonly identity: PolicyEntity;
   readonly service: PolicyEntity;
   readonly type: PolicyType;
+}
+
+/** What decide() needs to judge policies that require posture checks. */
+export interface PostureContext {
+  /** Every posture check there is (postureCheckRoles select among these). */
+  readonly checks: readonly PostureCheck[];
+  /** The requesting identity's latest posture; undefined fails every check. */
+  readonly data: PostureData | undefined;
+  /** Milliseconds since the epoch. */
+  readonly now: number;
+  /** Reported data older than this fails (default DEFAULT_POSTURE_MAX_AGE_MS). */
+  readonly maxAgeMs?: number;
 }
 
 export interface Decision {
@@ -122,30 +178,48 @@ function describe(kind: string, e: PolicyEntity): string {
 }
 
 /**
- * Decides one request against a set of policies of both types.
+ * Decides one request against a set of policies of both types. Give
+ * `posture` to let policies with postureCheckRoles grant when their checks
+ * pass; without it they grant nothing.
  *
  * @example
- *   const d = decide({ identity, service, type: 'Dial' }, policies);
+ *   const d = decide({ identity, service, type: 'Dial' }, policies,
+ *     { checks: snapshot.postureChecks, data: postureOf(identity.id), now: Date.now() });
  *   if (!d.allow) refuse(d.reason);
  */
-export function decide(request: PolicyRequest, policies: readonly ServicePolicy[]): Decision {
+export function decide(request: PolicyRequest, policies: readonly ServicePolicy[], posture?: PostureContext): Decision {
   const { identity, service, type } = request;
   let namesIdentity = false;
   let needsPosture: ServicePolicy | undefined;
+  let postureFailure: string | undefined;
   for (const p of policies) {
     if (p.type !== type || !matchesRoles(p.identityRoles, p.semantic, identity)) continue;
     namesIdentity = true;
     if (!matchesRoles(p.serviceRoles, p.semantic, service)) continue;
-    if (p.postureCheckRoles !== undefined && p.postureCheckRoles.length > 0) {
-      needsPosture ??= p;
-      continue;
+    const postureRoles = p.postureCheckRoles;
+    if (postureRoles !== undefined && postureRoles.length > 0) {
+      if (posture === undefined) {
+        needsPosture ??= p;
+        continue;
+      }
+      const r = evaluatePolicyPosture(postureRoles, p.semantic, posture.checks, posture.data, posture.now, posture.maxAgeMs);
+      if (!r.pass) {
+        if (needsPosture === undefined) {
+          needsPosture = p;
+          postureFailure = r.reason;
+        }
+        continue;
+      }
+      return { allow: true, reason: `${type} allowed by service policy "${p.name}" (${p.id}); ${r.reason}`, ruleId: p.id };
     }
     return { allow: true, reason: `${type} allowed by service policy "${p.name}" (${p.id})`, ruleId: p.id };
   }
   const who = describe('identity', identity);
   const what = describe('service', service);
   if (needsPosture !== undefined) {
-    return { allow: false, reason: `${type} denied: service policy "${needsPosture.name}" (${needsPosture.id}) requires posture checks, which are not evaluated`, ruleId: null };
+    const pol = `service policy "${needsPosture.name}" (${needsPosture.id})`;
+    if (postureFailure === undefined) return { allow: false, reason: `${type} denied: ${pol} requires posture checks, which are not evaluated`, ruleId: null };
+    return { allow: false, reason: `${type} denied: ${pol} names ${who} and ${what} but its posture checks fail: ${postureFailure}`, ruleId: null };
   }
   if (!namesIdentity) return { allow: false, reason: `${type} denied: no ${type} policy names ${who}`, ruleId: null };
   return { allow: false, reason: `${type} denied: no ${type} policy naming ${who} names ${what}`, ruleId: null };

@@ -12,7 +12,7 @@
  * hosts. `revision` is a hash of the content: equal revisions, equal policy.
  * (Issue #6 signs snapshots and caches them; this module is the pure part.)
  */
-import { createHash } from 'node:crypto';
+import { contentRevision, type Content } from './delta.js';
 import { EdgeError } from '../errors.js';
 import { decide, type Decision, type PolicyEntity, type ServicePolicy } from './index.js';
 
@@ -76,7 +76,7 @@ export const DEFAULT_OFFLINE_WINDOW_MS = 72 * 3600_000;
  * re-issues (a fresh notAfter alone does not make a new revision).
  */
 export function sealSnapshot(content: SnapshotContent, now: Date, validForMs = DEFAULT_OFFLINE_WINDOW_MS): PolicySnapshot {
-  const revision = createHash('sha256').update(JSON.stringify(content)).digest('base64url').slice(0, 22);
+  const revision = contentRevision(content as unknown as Content);
   return { ...content, revision, issuedAt: now.toISOString(), notAfter: new Date(now.getTime() + validForMs).toISOString() };
 }
 

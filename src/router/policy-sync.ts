@@ -1,37 +1,45 @@
 /**
- * Keeps a router's policy in step with the controller, and keeps the router
- * working when the controller is away.
+ * Keeps a router's policy in step with the controller over a control link,
+ * and keeps the router working when the controller is away.
  *
- *   start ─► cache file (dataDir/policy.jws)? ─► verify signature ─► use it at once
- *        └─► log in (certificate; exporter proof for token keys)
- *              └─► long poll GET /edge/client/v1/router/policy?known=REV&waitMs=…
- *                    200: signed snapshot → verify → persist (atomic) → onUpdate
- *                    304: unchanged → poll again
- *                    401: session gone → log in again
- *                    error: retry with backoff and jitter
+ *   start ─► cache (dataDir/policy.jws: a signed full snapshot, then signed
+ *            deltas, one JWS per line) ─► verify all ─► use it at once
+ *        └─► control link: HTTPS upgrade on the controller's API port to the
+ *            link protocol (src/link; the router proves its key, TPM keys too)
+ *              ─► POLICY_SYNC {known} ─► POLICY {full | delta} …pushed on change
+ *                 each verified (signature, router id, resulting revision),
+ *                 persisted atomically, then handed to onUpdate
+ *        └─► link lost: redial with exponential backoff and full jitter
  *
- * Authorization never waits for this loop: the router answers from the last
+ * Authorization never waits for this: the router answers from the last
  * snapshot it has, until that snapshot's notAfter (then it fails closed,
- * unless configured to keep it). A snapshot past half of its window is
- * fetched again even if unchanged, so a connected router never nears expiry.
- * Only snapshots signed by the controller's policy signer are used, from
- * the wire or from the cache.
+ * unless configured to keep it). The controller re-signs a connected
+ * router's copy at half its window, so a connected router never nears
+ * expiry. Nothing unsigned, foreign, damaged or out of sequence is used:
+ * such input is refused whole and the router asks for a full snapshot.
  */
 import { promises as fs } from 'node:fs';
-import type { Agent } from 'node:https';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { EdgeError } from '../errors.js';
 import type { LoadedIdentity } from '../identity/file.js';
-import { createAgent, jsonOf, request, requestWithProof, type HttpResponse } from '../identity/https.js';
 import type { KeyStore } from '../keys/types.js';
-import type { Logger } from '../log/index.js';
-import { verifySignedSnapshot } from '../policy/signed.js';
-import { SnapshotPolicyView, type PolicySnapshot } from '../policy/snapshot.js';
+import { Link } from '../link/index.js';
 import { parsePemBundle } from '../link/trust.js';
+import type { Logger } from '../log/index.js';
+import { applyDelta, contentRevision, parseDelta, type Content } from '../policy/delta.js';
+import { POLICY_DELTA_JWS_TYPE, POLICY_JWS_TYPE, verifyJws } from '../policy/signed.js';
+import { parseSnapshot, SnapshotPolicyView, type PolicySnapshot } from '../policy/snapshot.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
 import { backoffMs } from './backoff.js';
 
-const CLIENT = '/edge/client/v1';
+const CONTROL_PATH = '/edge/client/v1/router/control';
+const CONTROL_UPGRADE = 'ztedge-link/1';
+/** After this many deltas on top of the full snapshot, ask for a new full one (keeps the cache short). */
+const MAX_DELTAS = 32;
 
 export interface PolicySyncOptions {
   identity: LoadedIdentity;
@@ -40,29 +48,38 @@ export interface PolicySyncOptions {
   key: KeyStore;
   dataDir: string;
   log: Logger;
-  /** How long the controller may hold a poll open. */
-  pollWaitMs?: number;
   reconnect?: { initialMs: number; maxMs: number };
   /** Keep authorizing from the last snapshot past its notAfter (availability over revocation). */
   keepAfterExpiry?: boolean;
+  /** Control link liveness (defaults: 15 s keepalive, 45 s dead). */
+  keepaliveMs?: number;
+  deadAfterMs?: number;
   /** Called with each new view (after it is persisted). */
   onUpdate: (view: SnapshotPolicyView) => void;
 }
 
+/** What the router holds: the raw content (for deltas), the parsed snapshot, and the signed chain that proves it. */
+interface Held {
+  content: Content;
+  snapshot: PolicySnapshot;
+  chain: string[];
+}
+
 export class PolicySync {
   private view: SnapshotPolicyView | undefined;
-  private token: string | undefined;
+  private held: Held | undefined;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly agent: Agent;
+  private link: Link | undefined;
   private readonly log: Logger;
   private readonly cacheFile: string;
-  private failures = 0;
   private readonly cas: ReturnType<typeof parsePemBundle>;
+  private failures = 0;
+  /** Serializes cache writes: a delta's file never overtakes the previous one. */
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: PolicySyncOptions) {
     this.log = opts.log.child({ subsys: 'policy-sync' });
-    this.agent = createAgent({ ca: opts.identity.caPem }, { keepAlive: true, maxSockets: 2 });
     this.cacheFile = join(opts.dataDir, 'policy.jws');
     this.cas = parsePemBundle(opts.identity.caPem);
   }
@@ -71,110 +88,199 @@ export class PolicySync {
     return this.view;
   }
 
+  /** True while the control link to the controller is up. */
+  get connected(): boolean {
+    return this.link?.isUp === true;
+  }
+
   /**
-   * Loads the cache, then tries the controller once, and keeps syncing in
-   * the background. Never fails for want of the controller: without it the
-   * router runs from its cache, or, with no cache, allows nothing until the
-   * first snapshot arrives (closed by default).
+   * Loads the cache, starts the control link, and waits (at most
+   * `firstSyncMs`) for the first policy from the controller. Never fails
+   * for want of the controller: without it the router runs from its cache,
+   * or, with no cache, allows nothing until the first snapshot arrives.
    */
-  async start(): Promise<void> {
+  async start(firstSyncMs = 5000): Promise<void> {
     await fs.mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
-    const cached = await this.readCache();
-    if (cached !== undefined) this.view = this.viewOf(cached);
-    try {
-      await this.pollOnce(0);
-      this.schedule(0);
-    } catch (err) {
-      const delay = backoffMs(this.failures++, this.opts.reconnect?.initialMs ?? 1000, this.opts.reconnect?.maxMs ?? 30_000);
-      if (this.view !== undefined) this.log.warn({ err: (err as Error).message, revision: this.view.revision, retryInMs: delay }, 'controller unreachable; running from the cached policy');
-      else this.log.error({ err: (err as Error).message, retryInMs: delay }, 'controller unreachable and no cached policy: nothing is allowed until it answers');
-      this.schedule(delay);
+    await this.readCache();
+    const first = new Promise<void>((resolve) => {
+      const done = (): void => { clearTimeout(t); resolve(); };
+      const t = setTimeout(done, firstSyncMs);
+      t.unref();
+      this.firstSync = done;
+    });
+    this.connect();
+    await first;
+    if (!this.connected) {
+      if (this.view !== undefined) this.log.warn({ revision: this.view.revision, notAfter: this.view.snapshot.notAfter }, 'controller unreachable; running from the cached policy');
+      else this.log.error({ controller: this.opts.identity.apiUrl }, 'controller unreachable and no cached policy: nothing is allowed until it answers');
     }
   }
+
+  private firstSync: () => void = () => undefined;
 
   stop(): void {
     this.stopped = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.agent.destroy();
+    clearTimeout(this.timer);
+    this.link?.close(CloseCode.SHUTDOWN, 'router stopping');
   }
 
-  private schedule(delayMs: number): void {
+  // ---- the control link -------------------------------------------------------
+
+  private connect(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.pollOnce(this.opts.pollWaitMs ?? 25_000).then(
-        () => { this.failures = 0; this.schedule(0); },
-        (err: unknown) => {
-          const delay = backoffMs(this.failures++, this.opts.reconnect?.initialMs ?? 1000, this.opts.reconnect?.maxMs ?? 30_000);
-          if (!this.stopped) this.log.warn({ err: (err as Error).message, retryInMs: delay }, 'policy sync failed; retrying');
-          this.schedule(delay);
-        },
-      );
-    }, delayMs);
-    this.timer.unref?.();
+    const url = new URL(this.opts.identity.apiUrl);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const req = httpsRequest({
+      host, port: url.port === '' ? 443 : Number(url.port), path: CONTROL_PATH, method: 'GET',
+      headers: { connection: 'Upgrade', upgrade: CONTROL_UPGRADE },
+      ca: this.opts.identity.caPem, servername: isIP(host) === 0 ? host : undefined, minVersion: 'TLSv1.3', agent: false, timeout: 15_000,
+    });
+    let settled = false;
+    const retry = (why: string): void => {
+      if (settled) return;
+      settled = true;
+      this.redial(why);
+    };
+    req.on('upgrade', (res, socket, head) => {
+      settled = true;
+      if (head.length > 0) socket.unshift(head);
+      this.adopt(socket as TLSSocket);
+    });
+    req.on('response', (res) => { res.resume(); retry(`the controller answered HTTP ${res.statusCode} instead of switching to the control link`); });
+    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
+    req.on('error', (err) => retry(err.message));
+    req.end();
   }
 
-  private async pollOnce(waitMs: number): Promise<void> {
-    if (this.token === undefined) await this.login();
-    // Past half its window, ask for a fresh signature even if nothing changed.
-    const snap = this.view?.snapshot;
-    const fresh = snap !== undefined && Date.now() < (Date.parse(snap.issuedAt) + Date.parse(snap.notAfter)) / 2;
-    const known = fresh ? snap.revision : undefined;
-    const url = `${this.opts.identity.apiUrl}${CLIENT}/router/policy?waitMs=${waitMs}${known !== undefined ? `&known=${encodeURIComponent(known)}` : ''}`;
-    let res = await this.get(url, waitMs);
-    if (res.status === 401) {
-      await this.login();
-      res = await this.get(url, waitMs);
+  private adopt(socket: TLSSocket): void {
+    const settings = { keepaliveMs: this.opts.keepaliveMs ?? 15_000, deadAfterMs: this.opts.deadAfterMs ?? 45_000, helloTimeoutMs: 10_000, maxBodyBytes: 64 * 1024 * 1024 };
+    const link = new Link(socket, 'dialer', { id: this.opts.routerId, key: this.opts.key, certPem: this.opts.identity.certPem }, this.cas, settings, this.opts.log);
+    this.link = link;
+    link.once('up', () => {
+      this.failures = 0;
+      this.log.info({ controller: this.opts.identity.apiUrl, known: this.held?.snapshot.revision }, 'control link up');
+      this.sync(false);
+    });
+    link.circuitHandler = (type, _flags, circuitId, body) => {
+      if (circuitId !== 0 || type !== FrameType.POLICY) return link.close(CloseCode.PROTOCOL_VERSION, `unexpected frame type ${type} on the control link`);
+      const m = decodeControl(body);
+      if (typeof m?.full === 'string') return this.onFull(m.full);
+      if (typeof m?.delta === 'string') return this.onDelta(m.delta);
+      link.close(CloseCode.MALFORMED_BODY, 'malformed POLICY');
+    };
+    link.once('close', (code: number, reason: string) => {
+      if (this.link === link) this.link = undefined;
+      this.redial(`control link closed (${code}): ${reason}`);
+    });
+  }
+
+  private redial(why: string): void {
+    if (this.stopped) return;
+    const delay = backoffMs(this.failures++, this.opts.reconnect?.initialMs ?? 1000, this.opts.reconnect?.maxMs ?? 30_000);
+    this.log.warn({ err: why, retryInMs: delay }, 'control link down; redialing');
+    if (this.failures === 1) this.firstSync();
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+    this.timer.unref();
+  }
+
+  /** Tells the controller what we hold; `full` asks for a whole snapshot. */
+  private sync(full: boolean): void {
+    const known = this.held?.snapshot.revision;
+    this.link?.sendControl(FrameType.POLICY_SYNC, 0, full || known === undefined ? { full: true } : { known });
+  }
+
+  private onFull(jws: string): void {
+    try {
+      const raw = verifyJws(jws, POLICY_JWS_TYPE, this.cas, Date.now());
+      const held = this.fullOf(raw, jws);
+      this.adoptHeld(held);
+    } catch (err) {
+      this.refuse(err);
     }
-    if (this.stopped || res.status === 304) return;
-    const body = jsonOf<{ jws?: unknown } | undefined>(res);
-    if (typeof body?.jws !== 'string') throw new EdgeError('ERR_REMOTE', 'the controller answered the policy request without a signed snapshot');
-    const snapshot = verifySignedSnapshot(body.jws, this.cas, Date.now());
-    if (snapshot.routerId !== this.opts.routerId) throw new EdgeError('ERR_POLICY_SIGNATURE', `policy snapshot refused: it was made for router ${snapshot.routerId}, not ${this.opts.routerId}`);
-    await writeFileAtomic(this.cacheFile, body.jws + '\n', 0o600);
-    const changed = snapshot.revision !== this.view?.revision;
-    this.view = this.viewOf(snapshot);
-    if (changed) this.log.info({ revision: snapshot.revision, notAfter: snapshot.notAfter, hosted: [...this.view.hostedServices().keys()] }, 'policy updated');
-    else this.log.debug({ revision: snapshot.revision, notAfter: snapshot.notAfter }, 'policy re-signed');
+  }
+
+  private onDelta(jws: string): void {
+    try {
+      if (this.held === undefined) throw new EdgeError('ERR_POLICY_SNAPSHOT', 'policy delta received before any full snapshot');
+      const held = this.withDelta(this.held, jws);
+      this.adoptHeld(held);
+      if (held.chain.length > MAX_DELTAS) this.sync(true);
+    } catch (err) {
+      this.refuse(err);
+      // Our copy and the controller's differ: start again from a full snapshot.
+      this.sync(true);
+    }
+  }
+
+  private refuse(err: unknown): void {
+    this.log.error({ err: (err as Error).message, code: (err as EdgeError).code }, 'policy from the controller refused');
+  }
+
+  private adoptHeld(held: Held): void {
+    const changed = held.snapshot.revision !== this.held?.snapshot.revision;
+    this.held = held;
+    this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true);
+    const text = held.chain.join('\n') + '\n';
+    this.writing = this.writing.then(() => writeFileAtomic(this.cacheFile, text, 0o600)).catch((err: unknown) => {
+      this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'cannot write the policy cache');
+    });
+    if (changed) this.log.info({ revision: held.snapshot.revision, notAfter: held.snapshot.notAfter, hosted: [...this.view.hostedServices().keys()] }, 'policy updated');
+    else this.log.debug({ revision: held.snapshot.revision, notAfter: held.snapshot.notAfter }, 'policy re-signed');
+    this.firstSync();
     this.opts.onUpdate(this.view);
   }
 
-  private get(url: string, waitMs: number): Promise<HttpResponse> {
-    return request(url, { agent: this.agent, headers: { 'zt-session': this.token ?? '' }, timeoutMs: waitMs + 15_000 });
+  // ---- verification (shared by the wire and the cache) --------------------------
+
+  /** A verified full snapshot's payload → what we hold. */
+  private fullOf(raw: unknown, jws: string): Held {
+    const snapshot = parseSnapshot(raw);
+    this.checkRouter(snapshot.routerId);
+    const { revision: _r, issuedAt: _i, notAfter: _n, ...content } = raw as Record<string, unknown>;
+    if (contentRevision(content) !== snapshot.revision) {
+      // Signed by the controller, so used; but deltas on top of it will not line up.
+      this.log.warn({ revision: snapshot.revision }, 'snapshot revision does not match its content hash (controller and router versions differ?)');
+    }
+    return { content, snapshot, chain: [jws] };
   }
 
-  private async login(): Promise<void> {
-    const { identity, key } = this.opts;
-    const url = `${identity.apiUrl}${CLIENT}/authenticate?method=cert`;
-    const init = { ca: identity.caPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' };
-    const res = identity.key.kind === 'pem'
-      ? await request(url, { ...init, cert: identity.certPem, key: identity.key.pem })
-      : await requestWithProof(url, { key, certPem: identity.certPem }, init);
-    const data = jsonOf<{ token?: unknown } | undefined>(res);
-    if (typeof data?.token !== 'string') throw new EdgeError('ERR_REMOTE', 'the controller answered the router login without a session token');
-    this.token = data.token;
+  /** `held` with one more signed delta applied; throws if it is foreign, malformed or out of sequence. */
+  private withDelta(held: Held, jws: string): Held {
+    const raw = verifyJws(jws, POLICY_DELTA_JWS_TYPE, this.cas, Date.now()) as Record<string, unknown>;
+    const delta = parseDelta(raw);
+    if (delta === undefined || typeof raw.issuedAt !== 'string' || typeof raw.notAfter !== 'string') throw new EdgeError('ERR_POLICY_SNAPSHOT', 'policy delta is malformed');
+    if (typeof raw.routerId !== 'string') throw new EdgeError('ERR_POLICY_SNAPSHOT', 'policy delta names no router');
+    this.checkRouter(raw.routerId);
+    const applied = applyDelta(held.content, held.snapshot.revision, delta);
+    if ('reason' in applied) throw new EdgeError('ERR_POLICY_SNAPSHOT', `policy delta does not apply: ${applied.reason}`);
+    const snapshot = parseSnapshot({ ...applied.content, revision: delta.revision, issuedAt: raw.issuedAt, notAfter: raw.notAfter });
+    return { content: applied.content, snapshot, chain: [...held.chain, jws] };
   }
 
-  private viewOf(snapshot: PolicySnapshot): SnapshotPolicyView {
-    return new SnapshotPolicyView(snapshot, this.opts.keepAfterExpiry === true);
+  private checkRouter(routerId: string): void {
+    if (routerId !== this.opts.routerId) throw new EdgeError('ERR_POLICY_SIGNATURE', `policy refused: it was made for router ${routerId}, not ${this.opts.routerId}`);
   }
 
-  private async readCache(): Promise<PolicySnapshot | undefined> {
+  private async readCache(): Promise<void> {
     let text: string;
     try {
       text = await fs.readFile(this.cacheFile, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'policy cache cannot be read; ignoring it');
-      return undefined;
+      return;
     }
     try {
-      const snapshot = verifySignedSnapshot(text, this.cas, Date.now());
-      if (snapshot.routerId !== this.opts.routerId) throw new EdgeError('ERR_POLICY_SIGNATURE', `policy snapshot refused: it was made for router ${snapshot.routerId}, not ${this.opts.routerId}`);
-      this.log.info({ file: this.cacheFile, revision: snapshot.revision, issuedAt: snapshot.issuedAt, notAfter: snapshot.notAfter }, 'policy loaded from cache');
-      return snapshot;
+      const lines = text.split('\n').filter((l) => l.trim() !== '');
+      if (lines.length === 0) throw new EdgeError('ERR_POLICY_SNAPSHOT', 'policy cache is empty');
+      let held = this.fullOf(verifyJws(lines[0]!, POLICY_JWS_TYPE, this.cas, Date.now()), lines[0]!);
+      for (const line of lines.slice(1)) held = this.withDelta(held, line);
+      this.held = held;
+      this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true);
+      this.log.info({ file: this.cacheFile, revision: held.snapshot.revision, issuedAt: held.snapshot.issuedAt, notAfter: held.snapshot.notAfter, deltas: lines.length - 1 }, 'policy loaded from cache');
     } catch (err) {
       // Never half-use a damaged or foreign cache: start without it and fetch a fresh copy.
       this.log.error({ file: this.cacheFile, err: (err as Error).message, code: (err as EdgeError).code }, 'policy cache refused; ignoring it');
-      return undefined;
     }
   }
 }

@@ -44,6 +44,10 @@ export const FrameType = {
   CREDIT: 0x14,
   FIN: 0x15,
   RESET: 0x16,
+  /** Control link, router → controller: `{known?}` the revision it holds; asks for what it lacks. */
+  POLICY_SYNC: 0x20,
+  /** Control link, controller → router: `{full}` or `{delta}`, a signed JWS (src/policy/signed.ts). */
+  POLICY: 0x21,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 

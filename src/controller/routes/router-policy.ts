@@ -14,7 +14,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { EdgeError } from '../../errors.js';
 import { signSnapshot } from '../../policy/signed.js';
-import { sealSnapshot, type HostTarget, type InterceptTarget, type PolicySnapshot, type SnapshotService } from '../../policy/snapshot.js';
+import { sealSnapshot, type HostTarget, type InterceptTarget, type PolicySnapshot, type SnapshotContent, type SnapshotService } from '../../policy/snapshot.js';
 import type { ControllerContext } from '../context.js';
 import { envelope } from '../present.js';
 import { sessionToken } from './guard.js';
@@ -26,8 +26,14 @@ const PolicyQuery = Type.Object({
   waitMs: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
 });
 
-/** Everything a router needs to host services and authorize dials, from the store. */
-export function buildRouterSnapshot(ctx: ControllerContext, routerId: string, now: Date): PolicySnapshot {
+/** The collections every router's snapshot shares (everything but routerId): built once per change for all routers. */
+export interface SharedContent {
+  readonly identities: SnapshotContent['identities'];
+  readonly services: SnapshotContent['services'];
+  readonly servicePolicies: SnapshotContent['servicePolicies'];
+}
+
+export function buildSharedContent(ctx: ControllerContext): SharedContent {
   const { store } = ctx;
   const identities = store.listIdentities().map((i) => ({ id: i.id, name: i.name, roleAttributes: i.roleAttributes, disabled: i.disabled }));
   const services = store.services.list().map((s): SnapshotService => {
@@ -43,7 +49,12 @@ export function buildRouterSnapshot(ctx: ControllerContext, routerId: string, no
   const servicePolicies = store.servicePolicies.list().map((p) => ({
     id: p.id, name: p.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: p.postureCheckRoles,
   }));
-  return sealSnapshot({ v: 1, routerId, identities, services, servicePolicies }, now, ctx.settings.policyOfflineWindowMs);
+  return { identities, services, servicePolicies };
+}
+
+/** Everything a router needs to host services and authorize dials, from the store (or from `shared`, built once for many routers). */
+export function buildRouterSnapshot(ctx: ControllerContext, routerId: string, now: Date, shared = buildSharedContent(ctx)): PolicySnapshot {
+  return sealSnapshot({ v: 1, routerId, ...shared }, now, ctx.settings.policyOfflineWindowMs);
 }
 
 export function registerRouterPolicyRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string): void {
