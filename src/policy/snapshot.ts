@@ -166,6 +166,15 @@ export class SnapshotPolicyView {
     return this.hosted;
   }
 
+  /** May router `id` link to this one? Only identities in the snapshot, enabled, and only while the snapshot is valid. */
+  mayLink(id: string, now = Date.now()): { allow: boolean; reason: string } {
+    if (now > this.expiresAtMs) return { allow: false, reason: `link refused: this router's policy expired at ${this.snapshot.notAfter}` };
+    const identity = this.identities.get(id);
+    if (identity === undefined) return { allow: false, reason: `link refused: ${id} is not a known identity (deleted?)` };
+    if (identity.disabled) return { allow: false, reason: `link refused: "${identity.name}" is disabled` };
+    return { allow: true, reason: 'known identity' };
+  }
+
   /** The intercept.v1 data of a service, if it has one. */
   interceptOf(service: string): InterceptTarget | undefined {
     return this.servicesByName.get(service)?.intercept;

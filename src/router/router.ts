@@ -30,6 +30,11 @@ export interface PolicyView {
   hostedServices(): Map<string, HostTarget>;
   /** May `identityId` Dial `service`? Closed by default. */
   mayDial(identityId: string, service: string): { allow: boolean; reason: string };
+  /**
+   * May router `id` hold a link to this router? (Its certificate chains to the
+   * CA; this says whether it is still a known, enabled identity.) Absent: yes.
+   */
+  mayLink?(id: string): { allow: boolean; reason: string };
 }
 
 export interface RouterOptions {
@@ -118,6 +123,14 @@ export class Router {
   refreshHosted(): void {
     if (this.routes.setLocal(this.opts.policy.hostedServices().keys())) this.announceAll(true);
     this.revalidate();
+    // Routers deleted or disabled since their link came up are cut off.
+    for (const [peerId, mux] of this.muxes) {
+      const verdict = this.opts.policy.mayLink?.(peerId);
+      if (verdict !== undefined && !verdict.allow) {
+        this.log.warn({ peerId, reason: verdict.reason }, 'link closed by policy');
+        mux.link.close(CloseCode.AUTH_FAILED, verdict.reason);
+      }
+    }
   }
 
   // ---- links ----------------------------------------------------------------
@@ -147,6 +160,11 @@ export class Router {
     const link = new Link(socket, role, { id: this.opts.id, key: this.opts.key, certPem: this.opts.certPem }, this.cas, this.opts.link, this.opts.log);
     const mux = new LinkMux(link, role, (req, accept, refuse) => this.onDial(link, req, accept, refuse));
     link.once('up', (peerId: string) => {
+      const verdict = this.opts.policy.mayLink?.(peerId);
+      if (verdict !== undefined && !verdict.allow) {
+        this.log.warn({ peerId, reason: verdict.reason }, 'link refused');
+        return link.close(CloseCode.AUTH_FAILED, verdict.reason);
+      }
       const old = this.muxes.get(peerId);
       if (old !== undefined && old !== mux) old.link.close(CloseCode.NORMAL, 'replaced by a newer link');
       this.muxes.set(peerId, mux);

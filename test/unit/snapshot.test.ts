@@ -75,3 +75,12 @@ test('malformed snapshots are refused whole with ERR_POLICY_SNAPSHOT naming the 
   }
   assert.equal(parseSnapshot(good).revision, good.revision);
 });
+
+test('links: only known, enabled identities may link, and only while the snapshot is valid', () => {
+  const view = new SnapshotPolicyView(sealSnapshot(content, new Date()));
+  assert.equal(view.mayLink('r-edge').allow, true);
+  assert.match(view.mayLink('i-off').reason, /disabled/);
+  assert.match(view.mayLink('gone').reason, /not a known identity/);
+  const expired = new SnapshotPolicyView(sealSnapshot(content, new Date(Date.now() - 10_000), 1000));
+  assert.match(expired.mayLink('r-edge').reason, /expired/);
+});
