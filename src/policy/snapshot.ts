@@ -14,7 +14,8 @@
  */
 import { contentRevision, type Content } from './delta.js';
 import { EdgeError } from '../errors.js';
-import { decide, type Decision, type PolicyEntity, type ServicePolicy } from './index.js';
+import { decide, type Decision, type PolicyEntity, type PostureContext, type ServicePolicy } from './index.js';
+import type { PostureCheck, PostureData } from './posture.js';
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -41,6 +42,8 @@ export interface InterceptTarget {
 
 export interface SnapshotIdentity extends PolicyEntity {
   readonly disabled: boolean;
+  /** The identity's latest reported posture (for posture checks), when it reported any. */
+  readonly posture?: PostureData;
 }
 
 export interface SnapshotService extends PolicyEntity {
@@ -63,6 +66,8 @@ export interface PolicySnapshot {
   readonly identities: readonly SnapshotIdentity[];
   readonly services: readonly SnapshotService[];
   readonly servicePolicies: readonly ServicePolicy[];
+  /** Posture checks that service policies select with postureCheckRoles. */
+  readonly postureChecks: readonly PostureCheck[];
 }
 
 export type SnapshotContent = Omit<PolicySnapshot, 'revision' | 'issuedAt' | 'notAfter'>;
@@ -110,7 +115,9 @@ export function parseSnapshot(raw: unknown): PolicySnapshot {
   if (!Array.isArray(s.identities) || !Array.isArray(s.services) || !Array.isArray(s.servicePolicies)) fail('identities, services or servicePolicies is not a list');
   const identities = s.identities.map((r, i): SnapshotIdentity => {
     const e = entity(r, `identities[${i}]`);
-    return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, disabled: e.rec.disabled === true };
+    const posture = e.rec.posture;
+    if (posture !== undefined && (posture === null || typeof posture !== 'object')) fail(`identities[${i}].posture is not an object`);
+    return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, disabled: e.rec.disabled === true, ...(posture !== undefined ? { posture: posture as PostureData } : {}) };
   });
   const services = s.services.map((r, i): SnapshotService => {
     const e = entity(r, `services[${i}]`);
@@ -130,7 +137,16 @@ export function parseSnapshot(raw: unknown): PolicySnapshot {
     if (!isStringArray(posture)) fail(`servicePolicies[${i}].postureCheckRoles is not a list of strings`);
     return { id: e.id, name: e.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: posture };
   });
-  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId, identities, services, servicePolicies };
+  const rawChecks = s.postureChecks ?? [];
+  if (!Array.isArray(rawChecks)) fail('postureChecks is not a list');
+  const postureChecks = rawChecks.map((r, i): PostureCheck => {
+    const e = entity(r, `postureChecks[${i}]`);
+    if (typeof e.rec.typeId !== 'string') fail(`postureChecks[${i}].typeId is missing`);
+    if (e.rec.data === null || typeof e.rec.data !== 'object') fail(`postureChecks[${i}].data is not an object`);
+    // Unknown typeIds are kept: evaluation fails them closed with a reason.
+    return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, typeId: e.rec.typeId, data: e.rec.data } as PostureCheck;
+  });
+  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId, identities, services, servicePolicies, postureChecks };
 }
 
 /** Authorization from one snapshot: indexes built once, answers are pure lookups plus decide(). */
@@ -139,22 +155,59 @@ export class SnapshotPolicyView {
   private readonly servicesByName = new Map<string, SnapshotService>();
   private readonly hosted = new Map<string, HostTarget>();
   private readonly dialPolicies: ServicePolicy[];
+  /** Dial policies that could name each service (by service id), built on first use. */
+  private readonly dialCandidates = new Map<string, ServicePolicy[]>();
+  /** Dial policies by the service selectors they hold: `#all`, `@ref`, `#attr`. */
+  private readonly dialByServiceRole = new Map<string, ServicePolicy[]>();
   /** ms since epoch after which Dial answers are refused; Infinity when the router keeps the last policy. */
   readonly expiresAtMs: number;
 
   /** `keepAfterExpiry`: go on authorizing past notAfter (a documented trade-off: availability over revocation). */
-  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false) {
+  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false, now = Date.now()) {
     this.expiresAtMs = keepAfterExpiry ? Infinity : Date.parse(snapshot.notAfter);
     for (const i of snapshot.identities) this.identities.set(i.id, i);
     for (const s of snapshot.services) this.servicesByName.set(s.name, s);
     this.dialPolicies = snapshot.servicePolicies.filter((p) => p.type === 'Dial');
+    for (const p of this.dialPolicies) {
+      for (const role of new Set(p.serviceRoles)) {
+        const list = this.dialByServiceRole.get(role);
+        if (list === undefined) this.dialByServiceRole.set(role, [p]);
+        else list.push(p);
+      }
+    }
     const bind = snapshot.servicePolicies.filter((p) => p.type === 'Bind');
     const self = this.identities.get(snapshot.routerId);
     if (self !== undefined && !self.disabled) {
+      const posture = this.postureOf(self, now);
       for (const s of snapshot.services) {
-        if (s.host !== undefined && decide({ identity: self, service: s, type: 'Bind' }, bind).allow) this.hosted.set(s.name, s.host);
+        if (s.host !== undefined && decide({ identity: self, service: s, type: 'Bind' }, bind, posture).allow) this.hosted.set(s.name, s.host);
       }
     }
+  }
+
+  private postureOf(identity: SnapshotIdentity, now: number): PostureContext {
+    return { checks: this.snapshot.postureChecks, data: identity.posture, now };
+  }
+
+  /**
+   * The Dial policies that can possibly name `svc`: those selecting `#all`,
+   * it by id or name, or one of its attributes. decide() over this short list
+   * gives the same grant as over all policies (the others cannot match the
+   * service), which keeps a dial's check to a few policies among thousands.
+   */
+  private candidatesFor(svc: SnapshotService): ServicePolicy[] {
+    let list = this.dialCandidates.get(svc.id);
+    if (list !== undefined) return list;
+    const found = new Set<ServicePolicy>();
+    const add = (role: string): void => { for (const p of this.dialByServiceRole.get(role) ?? []) found.add(p); };
+    add('#all');
+    add(`@${svc.id}`);
+    add(`@${svc.name}`);
+    for (const a of svc.roleAttributes) add(`#${a}`);
+    // Keep the policies' original order: decide() reports the first granting one.
+    list = this.dialPolicies.filter((p) => found.has(p));
+    this.dialCandidates.set(svc.id, list);
+    return list;
   }
 
   get revision(): string {
@@ -188,6 +241,10 @@ export class SnapshotPolicyView {
     if (identity.disabled) return { allow: false, reason: `Dial denied: identity "${identity.name}" is disabled`, ruleId: null };
     const svc = this.servicesByName.get(service);
     if (svc === undefined) return { allow: false, reason: `Dial denied: service "${service}" is unknown to this router's policy`, ruleId: null };
-    return decide({ identity, service: svc, type: 'Dial' }, this.dialPolicies);
+    const request = { identity, service: svc, type: 'Dial' as const };
+    const posture = this.postureOf(identity, now);
+    const decision = decide(request, this.candidatesFor(svc), posture);
+    // A refusal is rare: explain it against every policy, so the reason is as precise as can be.
+    return decision.allow ? decision : decide(request, this.dialPolicies, posture);
   }
 }

@@ -6,7 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { isEdgeError } from '../../src/errors.js';
+import { decide } from '../../src/policy/index.js';
 import { parseSnapshot, sealSnapshot, SnapshotPolicyView, type SnapshotContent } from '../../src/policy/snapshot.js';
 
 const content: SnapshotContent = {
@@ -26,6 +28,7 @@ const content: SnapshotContent = {
     { id: 'p-bind', name: 'bind', type: 'Bind', semantic: 'AnyOf', identityRoles: ['#hosts'], serviceRoles: ['#demo'] },
     { id: 'p-dial', name: 'dial', type: 'Dial', semantic: 'AnyOf', identityRoles: ['#edges'], serviceRoles: ['@s-web'] },
   ],
+  postureChecks: [],
 };
 
 test('the revision is a hash of the content: equal content, equal revision; any change moves it', () => {
@@ -83,4 +86,36 @@ test('links: only known, enabled identities may link, and only while the snapsho
   assert.match(view.mayLink('gone').reason, /not a known identity/);
   const expired = new SnapshotPolicyView(sealSnapshot(content, new Date(Date.now() - 10_000), 1000));
   assert.match(expired.mayLink('r-edge').reason, /expired/);
+});
+
+test('the per-service candidate index grants exactly what decide() over every policy grants (fast-check)', () => {
+  const attrs = ['a', 'b', 'c', 'd'];
+  const role = fc.oneof(fc.constantFrom(...attrs.map((a) => `#${a}`)), fc.constantFrom('#all', '@s0', '@s1', '@svc-2', '@i0', '@id-1', '#zz'));
+  const policyArb = fc.record({
+    type: fc.constantFrom('Dial' as const, 'Bind' as const),
+    semantic: fc.constantFrom('AnyOf' as const, 'AllOf' as const),
+    identityRoles: fc.array(role, { maxLength: 3 }),
+    serviceRoles: fc.array(role, { maxLength: 3 }),
+  });
+  const attrSet = fc.subarray(attrs);
+  fc.assert(fc.property(fc.array(attrSet, { minLength: 3, maxLength: 3 }), fc.array(attrSet, { minLength: 3, maxLength: 3 }), fc.array(policyArb, { maxLength: 8 }), (idAttrs, svcAttrs, raw) => {
+    const snap = sealSnapshot({
+      v: 1,
+      routerId: 'id-0',
+      identities: idAttrs.map((a, i) => ({ id: `id-${i}`, name: `i${i}`, roleAttributes: a, disabled: false })),
+      services: svcAttrs.map((a, i) => ({ id: `svc-${i}`, name: `s${i}`, roleAttributes: a })),
+      servicePolicies: raw.map((p, i) => ({ id: `p${i}`, name: `p${i}`, ...p })),
+      postureChecks: [],
+    }, new Date());
+    const view = new SnapshotPolicyView(snap);
+    const dial = snap.servicePolicies.filter((p) => p.type === 'Dial');
+    for (const i of snap.identities) {
+      for (const s of snap.services) {
+        const expected = decide({ identity: i, service: s, type: 'Dial' }, dial);
+        const got = view.mayDial(i.id, s.name);
+        assert.equal(got.allow, expected.allow);
+        assert.equal(got.ruleId, expected.ruleId);
+      }
+    }
+  }), { numRuns: 300 });
 });

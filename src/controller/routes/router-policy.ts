@@ -31,6 +31,7 @@ export interface SharedContent {
   readonly identities: SnapshotContent['identities'];
   readonly services: SnapshotContent['services'];
   readonly servicePolicies: SnapshotContent['servicePolicies'];
+  readonly postureChecks: SnapshotContent['postureChecks'];
 }
 
 export function buildSharedContent(ctx: ControllerContext): SharedContent {
@@ -49,7 +50,7 @@ export function buildSharedContent(ctx: ControllerContext): SharedContent {
   const servicePolicies = store.servicePolicies.list().map((p) => ({
     id: p.id, name: p.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: p.postureCheckRoles,
   }));
-  return { identities, services, servicePolicies };
+  return { identities, services, servicePolicies, postureChecks: [] };
 }
 
 /** Everything a router needs to host services and authorize dials, from the store (or from `shared`, built once for many routers). */
