@@ -19,6 +19,7 @@ import { Pki, writeFileAtomic } from './pki.js';
 import { registerAuthRoutes } from './routes/auth.js';
 import { registerCaRoutes } from './routes/cas.js';
 import { registerConfigRoutes } from './routes/configs.js';
+import { registerEdgeRouterPolicyRoutes } from './routes/edge-router-policies.js';
 import { registerEdgeRouterRoutes } from './routes/edge-routers.js';
 import { registerEnrollmentRoutes } from './routes/enrollments.js';
 import { registerEnrollRoutes } from './routes/enroll.js';
@@ -108,6 +109,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerConfigRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerServiceRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerServicePolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerEdgeRouterPolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerRouterPolicyRoutes(app, ctx, CLIENT_PREFIX);
     registerEnrollRoutes(app, ctx, CLIENT_PREFIX);
     const controlPlane = new ControlPlane(ctx);

@@ -164,6 +164,48 @@ export interface ServicePolicyRecord {
   updatedAt: string;
 }
 
+/** Which edge routers the identities it names may connect to (OpenZiti's edge router policy); `@` selectors by id. */
+export interface EdgeRouterPolicyRecord {
+  id: string;
+  name: string;
+  semantic: 'AllOf' | 'AnyOf';
+  identityRoles: string[];
+  edgeRouterRoles: string[];
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Which edge routers may carry the services it names (OpenZiti's service edge router policy); `@` selectors by id. */
+export interface ServiceEdgeRouterPolicyRecord {
+  id: string;
+  name: string;
+  semantic: 'AllOf' | 'AnyOf';
+  serviceRoles: string[];
+  edgeRouterRoles: string[];
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What an `@id` selector of a role list names. */
+export type RoleTarget = 'identity' | 'service' | 'edgeRouter' | 'postureCheck';
+
+/**
+ * The role lists of each policy kind and what their `@id` selectors name:
+ * checked on every write, and cleaned when the named entity is deleted.
+ */
+export const POLICY_ROLE_FIELDS = {
+  servicePolicies: { identityRoles: 'identity', serviceRoles: 'service', postureCheckRoles: 'postureCheck' },
+  edgeRouterPolicies: { identityRoles: 'identity', edgeRouterRoles: 'edgeRouter' },
+  serviceEdgeRouterPolicies: { serviceRoles: 'service', edgeRouterRoles: 'edgeRouter' },
+} as const satisfies Record<string, Record<string, RoleTarget>>;
+
+export type PolicyKind = keyof typeof POLICY_ROLE_FIELDS;
+export type PolicyRecord = ServicePolicyRecord | EdgeRouterPolicyRecord | ServiceEdgeRouterPolicyRecord;
+
+const TARGET_WHAT: Record<RoleTarget, string> = { identity: 'identity', service: 'service', edgeRouter: 'edge router', postureCheck: 'posture check' };
+
 /**
  * Records of one kind with a unique name index. Methods that change data
  * must run inside `Store.write` (they only queue puts in the transaction).
@@ -229,6 +271,11 @@ class NamedCollection<T extends { id: string; name: string }> {
   }
 }
 
+/** One role list of a policy record, by field name. */
+function rolesOf(p: PolicyRecord, field: string): string[] {
+  return (p as unknown as Record<string, string[]>)[field] ?? [];
+}
+
 export class Store {
   private readonly root: RootDatabase;
   readonly identities: Database<IdentityRecord, string>;
@@ -254,6 +301,8 @@ export class Store {
   readonly services: NamedCollection<ServiceRecord>;
   readonly configs: NamedCollection<ConfigRecord>;
   readonly servicePolicies: NamedCollection<ServicePolicyRecord>;
+  readonly edgeRouterPolicies: NamedCollection<EdgeRouterPolicyRecord>;
+  readonly serviceEdgeRouterPolicies: NamedCollection<ServiceEdgeRouterPolicyRecord>;
   /** Called after every committed write (routers waiting for policy changes re-check). */
   private readonly changeListeners = new Set<() => void>();
 
@@ -288,6 +337,8 @@ export class Store {
     this.services = new NamedCollection(db('services'), db('idx.service.name'), 'a service');
     this.configs = new NamedCollection(db('configs'), db('idx.config.name'), 'a config');
     this.servicePolicies = new NamedCollection(db('servicePolicies'), db('idx.servicePolicy.name'), 'a service policy');
+    this.edgeRouterPolicies = new NamedCollection(db('edgeRouterPolicies'), db('idx.edgeRouterPolicy.name'), 'an edge router policy');
+    this.serviceEdgeRouterPolicies = new NamedCollection(db('serviceEdgeRouterPolicies'), db('idx.serviceEdgeRouterPolicy.name'), 'a service edge router policy');
   }
 
   /** Runs `fn` in one write transaction (rolled back if it throws), then waits for the flush. */
@@ -387,7 +438,7 @@ export class Store {
   /**
    * Deletes an identity and everything hanging off it: API sessions,
    * authenticators, enrollments, MFA configuration, and the `@id` selectors
-   * of service policies that named it. Returns false if absent.
+   * of policies that named it. Returns false if absent.
    */
   deleteIdentity(id: string): Promise<boolean> {
     return this.write(() => {
@@ -407,14 +458,21 @@ export class Store {
     void this.identityByName.remove(identity.name);
     if (identity.externalId !== null) void this.identityByExternalId.remove(identity.externalId);
     void this.identities.remove(id);
-    this.forgetPolicyReference('identityRoles', id);
+    this.forgetPolicyReferences('identity', id);
   }
 
-  /** Removes `@id` from one role list of every service policy (on delete of what it named). */
-  private forgetPolicyReference(field: 'identityRoles' | 'serviceRoles', id: string): void {
+  /** Removes `@id` from every policy role list that names `target`s (on delete of what it named). */
+  private forgetPolicyReferences(target: RoleTarget, id: string): void {
     const ref = `@${id}`;
-    for (const p of this.servicePolicies.list()) {
-      if (p[field].includes(ref)) this.servicePolicies.put({ ...p, [field]: p[field].filter((r) => r !== ref), updatedAt: new Date().toISOString() });
+    for (const kind of Object.keys(POLICY_ROLE_FIELDS) as PolicyKind[]) {
+      const fields = Object.entries(POLICY_ROLE_FIELDS[kind]).filter(([, t]) => t === target).map(([f]) => f);
+      if (fields.length === 0) continue;
+      const policies = this.policies(kind);
+      for (const p of policies.list()) {
+        const next: Record<string, unknown> = { ...p };
+        for (const f of fields) if (rolesOf(p, f).includes(ref)) next[f] = rolesOf(p, f).filter((r) => r !== ref);
+        if (fields.some((f) => next[f] !== rolesOf(p, f))) policies.put({ ...(next as unknown as PolicyRecord), updatedAt: new Date().toISOString() });
+      }
     }
   }
 
@@ -623,6 +681,7 @@ export class Store {
       const identity = this.identities.get(id);
       if (identity !== undefined) this.removeIdentity(identity);
       this.edgeRouters.remove(router);
+      this.forgetPolicyReferences('edgeRouter', id);
       return true;
     });
   }
@@ -713,40 +772,54 @@ export class Store {
       const service = this.services.get(id);
       if (service === undefined) return false;
       this.services.remove(service);
-      this.forgetPolicyReference('serviceRoles', id);
+      this.forgetPolicyReferences('service', id);
       return true;
     });
   }
 
+  /** The collection of one policy kind. */
+  policies(kind: PolicyKind): NamedCollection<PolicyRecord> {
+    return this[kind] as NamedCollection<PolicyRecord>;
+  }
+
+  private exists(target: RoleTarget, id: string): boolean {
+    switch (target) {
+      case 'identity': return this.identities.get(id) !== undefined;
+      case 'service': return this.services.get(id) !== undefined;
+      case 'edgeRouter': return this.edgeRouters.get(id) !== undefined;
+      case 'postureCheck': return false;
+    }
+  }
+
   /** Checks, inside the transaction, that every `@id` selector names an existing entity. */
-  private checkPolicyReferences(p: ServicePolicyRecord): void {
-    for (const r of p.identityRoles) {
-      if (r.startsWith('@') && this.identities.get(r.slice(1)) === undefined) throw new EdgeError('ERR_NOT_FOUND', `identityRoles: identity ${r.slice(1)} not found`, { details: { field: 'identityRoles' } });
-    }
-    for (const r of p.serviceRoles) {
-      if (r.startsWith('@') && this.services.get(r.slice(1)) === undefined) throw new EdgeError('ERR_NOT_FOUND', `serviceRoles: service ${r.slice(1)} not found`, { details: { field: 'serviceRoles' } });
+  private checkPolicyReferences(kind: PolicyKind, p: PolicyRecord): void {
+    for (const [field, target] of Object.entries(POLICY_ROLE_FIELDS[kind])) {
+      for (const r of rolesOf(p, field)) {
+        if (r.startsWith('@') && !this.exists(target, r.slice(1))) throw new EdgeError('ERR_NOT_FOUND', `${field}: ${TARGET_WHAT[target]} ${r.slice(1)} not found`, { details: { field } });
+      }
     }
   }
 
-  createServicePolicy(policy: ServicePolicyRecord): Promise<void> {
+  createPolicy(kind: PolicyKind, policy: PolicyRecord): Promise<void> {
     return this.write(() => {
-      this.checkPolicyReferences(policy);
-      this.servicePolicies.insert(policy);
+      this.checkPolicyReferences(kind, policy);
+      this.policies(kind).insert(policy);
     });
   }
 
-  updateServicePolicy(next: ServicePolicyRecord): Promise<void> {
+  updatePolicy(kind: PolicyKind, next: PolicyRecord): Promise<void> {
     return this.write(() => {
-      this.checkPolicyReferences(next);
-      this.servicePolicies.replace(next);
+      this.checkPolicyReferences(kind, next);
+      this.policies(kind).replace(next);
     });
   }
 
-  deleteServicePolicy(id: string): Promise<boolean> {
+  deletePolicy(kind: PolicyKind, id: string): Promise<boolean> {
     return this.write(() => {
-      const p = this.servicePolicies.get(id);
+      const policies = this.policies(kind);
+      const p = policies.get(id);
       if (p === undefined) return false;
-      this.servicePolicies.remove(p);
+      policies.remove(p);
       return true;
     });
   }

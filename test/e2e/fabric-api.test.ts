@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
-import { adminToken, api, assertSpec, openssl, removeDir, runCli, startControllerProcess, tempDir, type ControllerProcess } from '../helpers/controller.js';
+import { adminCalls, adminToken, api, assertSpec, openssl, removeDir, runCli, startControllerProcess, tempDir, type AdminCalls, type ControllerProcess } from '../helpers/controller.js';
 
 const M = '/edge/management/v1';
 const C = '/edge/client/v1';
@@ -22,11 +22,16 @@ let dir: string;
 let ctrl: ControllerProcess;
 let token: string;
 let n = 0;
+let post: AdminCalls['post'];
+let get: AdminCalls['get'];
+let summary: AdminCalls['summary'];
+let refusedAll: AdminCalls['refusedAll'];
 
 before(async () => {
   dir = tempDir();
   ctrl = await startControllerProcess(join(dir, 'ctrl'), ['--enrollment-minutes', '60']);
   token = await adminToken(ctrl);
+  ({ post, get, summary, refusedAll } = adminCalls(ctrl, token));
 });
 
 after(async () => {
@@ -35,39 +40,6 @@ after(async () => {
 });
 
 // ---- helpers ----------------------------------------------------------------
-
-async function post(path: string, body: unknown): Promise<string> {
-  const r = await api(ctrl, 'POST', `${M}${path}`, { token, body });
-  assert.equal(r.status, 201, `${path}: ${JSON.stringify(r.body)}`);
-  assertSpec('createEnvelope', r.body);
-  return r.body.data.id as string;
-}
-
-async function get(path: string): Promise<any> {
-  const r = await api(ctrl, 'GET', `${M}${path}`, { token });
-  assert.equal(r.status, 200, `${path}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-
-async function summary(): Promise<Record<string, number>> {
-  const s = await get('/summary');
-  assertSpec('listSummaryCountsEnvelope', s);
-  return s.data;
-}
-
-/** Sends each request, expects its status and code, then checks the summary did not move. */
-async function refusedAll(cases: [method: string, path: string, body: unknown, status: number, code: string, message?: RegExp][]): Promise<void> {
-  const before = await summary();
-  for (const [method, path, body, status, code, message] of cases) {
-    const r = await api(ctrl, method, `${M}${path}`, { token, body });
-    const what = `${method} ${path} ${JSON.stringify(body)}`;
-    assert.equal(r.status, status, `${what}: ${JSON.stringify(r.body)}`);
-    assertSpec('apiErrorEnvelope', r.body);
-    assert.equal(r.body.error.code, code, what);
-    if (message !== undefined) assert.match(r.body.error.message, message, what);
-  }
-  assert.deepEqual(await summary(), before, 'a refused request changed something');
-}
 
 function uniq(prefix: string): string {
   return `${prefix}-${++n}`;

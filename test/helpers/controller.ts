@@ -98,6 +98,57 @@ export async function adminToken(ctrl: ControllerProcess): Promise<string> {
   return r.body.data.token as string;
 }
 
+/** A refused call: method, path under /edge/management/v1, body, expected status and code, and a pattern for the message. */
+export type RefusedCase = [method: string, path: string, body: unknown, status: number, code: string, message?: RegExp];
+
+export interface AdminCalls {
+  /** POST under the management API; expects 201 with a createEnvelope and returns the new id. */
+  post(path: string, body: unknown): Promise<string>;
+  /** GET under the management API; expects 200 and returns the whole envelope. */
+  get(path: string): Promise<any>;
+  /** The entity counts of /summary. */
+  summary(): Promise<Record<string, number>>;
+  /** Sends each call, expects its status and code, then checks that no count in /summary moved. */
+  refusedAll(cases: RefusedCase[]): Promise<void>;
+}
+
+/** Management API calls as the admin with session `token`, checked against OpenZiti's definitions. */
+export function adminCalls(ctrl: { url: string; ca: string }, token: string): AdminCalls {
+  const M = '/edge/management/v1';
+  const calls: AdminCalls = {
+    async post(path, body) {
+      const r = await api(ctrl, 'POST', `${M}${path}`, { token, body });
+      if (r.status !== 201) throw new Error(`POST ${path}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      assertSpec('createEnvelope', r.body);
+      return r.body.data.id as string;
+    },
+    async get(path) {
+      const r = await api(ctrl, 'GET', `${M}${path}`, { token });
+      if (r.status !== 200) throw new Error(`GET ${path}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body;
+    },
+    async summary() {
+      const s = await calls.get('/summary');
+      assertSpec('listSummaryCountsEnvelope', s);
+      return s.data;
+    },
+    async refusedAll(cases) {
+      const before = await calls.summary();
+      for (const [method, path, body, status, code, message] of cases) {
+        const r = await api(ctrl, method, `${M}${path}`, { token, body });
+        const what = `${method} ${path} ${JSON.stringify(body)}`;
+        if (r.status !== status) throw new Error(`${what}: expected HTTP ${status}, got ${r.status} ${JSON.stringify(r.body)}`);
+        assertSpec('apiErrorEnvelope', r.body);
+        if (r.body.error.code !== code) throw new Error(`${what}: expected ${code}, got ${JSON.stringify(r.body.error)}`);
+        if (message !== undefined && !message.test(r.body.error.message)) throw new Error(`${what}: message ${JSON.stringify(r.body.error.message)} does not match ${message}`);
+      }
+      const after = await calls.summary();
+      if (JSON.stringify(after) !== JSON.stringify(before)) throw new Error(`a refused request changed something: ${JSON.stringify(before)} → ${JSON.stringify(after)}`);
+    },
+  };
+  return calls;
+}
+
 // ---- OpenZiti spec shapes ---------------------------------------------------
 
 let ajv: Ajv | undefined;

@@ -1,7 +1,8 @@
 /**
  * `ztedge edge …`: the management CLI, with the verbs of `ziti edge …`
  * (login, create, list, delete) over the management REST API: identities,
- * CAs and enrollments; edge routers, configs, services and service policies.
+ * CAs and enrollments; edge routers, configs, services, service policies,
+ * edge router policies and service edge router policies.
  */
 import { promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
@@ -30,6 +31,10 @@ Manage the overlay through the controller's management API.
   create service NAME [--configs a,b] [--role-attributes a,b]   configs by name or id
   create service-policy NAME Dial|Bind --identity-roles '#attr,@name' --service-roles '#attr,@name'
         [--semantic AllOf|AnyOf]                      selectors: #attr, @name or @id, #all (default semantic AllOf)
+  create edge-router-policy NAME --edge-router-roles '#attr,@name' --identity-roles '#attr,@name' [--semantic …]
+                                                      which routers the identities may connect to
+  create service-edge-router-policy NAME --edge-router-roles '#attr,@name' --service-roles '#attr,@name' [--semantic …]
+                                                      which routers may carry the services
   list identities [FILTER]                            e.g. 'name contains "plc"'
   list enrollments [FILTER]
   list cas [FILTER]
@@ -37,11 +42,14 @@ Manage the overlay through the controller's management API.
   list configs [FILTER]                               e.g. 'type = "host.v1"'
   list services [FILTER]
   list service-policies [FILTER]                      e.g. 'type = "Dial"'
+  list edge-router-policies [FILTER]
+  list service-edge-router-policies [FILTER]
   list summary
   delete identity NAME|ID
   delete ca NAME|ID
   delete enrollment ID | where FILTER                 e.g. delete enrollment where 'identity="ID"'
   delete edge-router|config|service|service-policy NAME|ID
+  delete edge-router-policy|service-edge-router-policy NAME|ID
 
   --json   print JSON instead of a table (list)
 
@@ -63,6 +71,7 @@ const OPTIONS = {
   'external-id': { type: 'string' }, ottca: { type: 'string' }, cert: { type: 'string' },
   'identity-roles': { type: 'string' }, 'no-auth': { type: 'boolean' }, 'no-ottca': { type: 'boolean' }, output: { type: 'string', short: 'o' }, qr: { type: 'boolean' }, json: { type: 'boolean' },
   'tunneler-enabled': { type: 'boolean' }, configs: { type: 'string' }, 'service-roles': { type: 'string' }, semantic: { type: 'string' },
+  'edge-router-roles': { type: 'string' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -236,14 +245,34 @@ async function doCreateServicePolicy(rest: string[], v: Values): Promise<number>
   if (name === undefined || type === undefined || rest.length !== 2) throw new EdgeError('ERR_USAGE', usage);
   const policyType = { dial: 'Dial', bind: 'Bind' }[type.toLowerCase()];
   if (policyType === undefined) throw new EdgeError('ERR_USAGE', `the policy type must be Dial or Bind, not "${type}"\n${usage}`);
-  const semanticArg = str(v.semantic);
-  const semantic = semanticArg === undefined ? 'AllOf' : { allof: 'AllOf', anyof: 'AnyOf' }[semanticArg.toLowerCase()];
-  if (semantic === undefined) throw new EdgeError('ERR_USAGE', `--semantic must be AllOf or AnyOf, not "${semanticArg ?? ''}"`);
   const client = await ManagementClient.fromState();
   const created = await client.call<{ id: string }>('POST', '/service-policies', {
-    name, type: policyType, semantic, identityRoles: list(v['identity-roles']) ?? [], serviceRoles: list(v['service-roles']) ?? [],
+    name, type: policyType, semantic: semanticOf(v), identityRoles: list(v['identity-roles']) ?? [], serviceRoles: list(v['service-roles']) ?? [],
   });
   out(`New service policy ${name} (${policyType}) created with id: ${created.id}`);
+  return 0;
+}
+
+/** --semantic, AllOf by default. */
+function semanticOf(v: Values): string {
+  const arg = str(v.semantic);
+  const semantic = arg === undefined ? 'AllOf' : { allof: 'AllOf', anyof: 'AnyOf' }[arg.toLowerCase()];
+  if (semantic === undefined) throw new EdgeError('ERR_USAGE', `--semantic must be AllOf or AnyOf, not "${arg ?? ''}"`);
+  return semantic;
+}
+
+/** Edge router policies (identities → routers) and service edge router policies (services → routers). */
+async function doCreateRouterPolicy(noun: 'edge-router-policy' | 'service-edge-router-policy', rest: string[], v: Values): Promise<number> {
+  const [name] = rest;
+  const other = noun === 'edge-router-policy' ? 'identity-roles' : 'service-roles';
+  if (name === undefined || rest.length !== 1) throw new EdgeError('ERR_USAGE', `usage: ztedge edge create ${noun} NAME --edge-router-roles '#attr,@name' --${other} '#attr,@name' [--semantic AllOf|AnyOf]`);
+  const client = await ManagementClient.fromState();
+  const { collection, what } = DELETABLE[noun];
+  const created = await client.call<{ id: string }>('POST', `/${collection}`, {
+    name, semantic: semanticOf(v), edgeRouterRoles: list(v['edge-router-roles']) ?? [],
+    [noun === 'edge-router-policy' ? 'identityRoles' : 'serviceRoles']: list(v[other]) ?? [],
+  });
+  out(`New ${what} ${name} created with id: ${created.id}`);
   return 0;
 }
 
@@ -254,8 +283,9 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
     case 'config': return doCreateConfig(rest);
     case 'service': return doCreateService(rest, v);
     case 'service-policy': return doCreateServicePolicy(rest, v);
+    case 'edge-router-policy': case 'service-edge-router-policy': return doCreateRouterPolicy(noun, rest, v);
     case 'identity': break;
-    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy)\nRun "ztedge edge --help" for usage.`);
+    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy)\nRun "ztedge edge --help" for usage.`);
   }
   let type = 'Default';
   let name = rest[0];
@@ -290,7 +320,9 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
 
 type Row = Record<string, unknown>;
 
-function table(rows: Row[], columns: [string, (r: Row) => unknown][]): void {
+type Columns = [string, (r: Row) => unknown][];
+
+function table(rows: Row[], columns: Columns): void {
   const cells = rows.map((r) => columns.map(([, f]) => { const x = f(r); return Array.isArray(x) ? x.join(',') : String(x ?? ''); }));
   const widths = columns.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]): string => c.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd();
@@ -346,19 +378,37 @@ async function doList(noun: string | undefined, rest: string[], v: Values): Prom
     case 'service-policies': case 'service-policy': {
       const rows = await client.list<Row>('service-policies', filter);
       if (v.json === true) { out(JSON.stringify(rows, null, 2)); return 0; }
-      const shown = (d: unknown): string[] => (d as { name: string }[]).map((x) => x.name);
       table(rows, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['TYPE', (r) => r.type], ['SEMANTIC', (r) => r.semantic],
-        ['IDENTITY ROLES', (r) => shown(r.identityRolesDisplay)], ['SERVICE ROLES', (r) => shown(r.serviceRolesDisplay)]]);
+        ['IDENTITY ROLES', (r) => shownRoles(r.identityRolesDisplay)], ['SERVICE ROLES', (r) => shownRoles(r.serviceRolesDisplay)]]);
       return 0;
     }
+    case 'edge-router-policies': case 'edge-router-policy':
+      return listTable(client, 'edge-router-policies', filter, v, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['SEMANTIC', (r) => r.semantic],
+        ['IDENTITY ROLES', (r) => shownRoles(r.identityRolesDisplay)], ['EDGE ROUTER ROLES', (r) => shownRoles(r.edgeRouterRolesDisplay)]]);
+    case 'service-edge-router-policies': case 'service-edge-router-policy':
+      return listTable(client, 'service-edge-router-policies', filter, v, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['SEMANTIC', (r) => r.semantic],
+        ['SERVICE ROLES', (r) => shownRoles(r.serviceRolesDisplay)], ['EDGE ROUTER ROLES', (r) => shownRoles(r.edgeRouterRolesDisplay)]]);
     case 'summary': {
       const data = await client.call<Record<string, number>>('GET', '/summary');
       if (v.json === true) { out(JSON.stringify(data, null, 2)); return 0; }
       table(Object.entries(data).map(([k, n]) => ({ k, n })), [['ENTITY', (r) => r.k], ['COUNT', (r) => r.n]]);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, summary)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, edge-router-policies, service-edge-router-policies, summary)`);
   }
+}
+
+/** A list as JSON (--json) or as a table. */
+async function listTable(client: ManagementClient, collection: string, filter: string, v: Values, columns: Columns): Promise<number> {
+  const rows = await client.list<Row>(collection, filter);
+  if (v.json === true) out(JSON.stringify(rows, null, 2));
+  else table(rows, columns);
+  return 0;
+}
+
+/** Selectors as their names (`@plc-1` rather than `@id`), from a policy's …RolesDisplay. */
+function shownRoles(display: unknown): string[] {
+  return (display as { name: string }[]).map((x) => x.name);
 }
 
 const DELETABLE = {
@@ -366,6 +416,8 @@ const DELETABLE = {
   config: { collection: 'configs', what: 'config' },
   service: { collection: 'services', what: 'service' },
   'service-policy': { collection: 'service-policies', what: 'service policy' },
+  'edge-router-policy': { collection: 'edge-router-policies', what: 'edge router policy' },
+  'service-edge-router-policy': { collection: 'service-edge-router-policies', what: 'service edge router policy' },
 } as const;
 
 async function doDelete(noun: string | undefined, rest: string[]): Promise<number> {
@@ -400,7 +452,7 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted CA ${String(ca.name)} (${String(ca.id)})`);
       return 0;
     }
-    case 'edge-router': case 'config': case 'service': case 'service-policy': {
+    case 'edge-router': case 'config': case 'service': case 'service-policy': case 'edge-router-policy': case 'service-edge-router-policy': {
       const { collection, what } = DELETABLE[noun];
       if (rest.length !== 1) throw new EdgeError('ERR_USAGE', `usage: ztedge edge delete ${noun} NAME|ID`);
       const target = await findOne(client, collection, rest[0]!, what);
@@ -408,6 +460,6 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted ${what} ${String(target.name)} (${String(target.id)})`);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy)`);
   }
 }

@@ -41,6 +41,8 @@ export function registerMetaRoutes(app: FastifyInstance, ctx: ControllerContext,
       configs: store.configs.count(),
       configTypes: CONFIG_TYPES.size,
       servicePolicies: store.servicePolicies.count(),
+      edgeRouterPolicies: store.edgeRouterPolicies.count(),
+      serviceEdgeRouterPolicies: store.serviceEdgeRouterPolicies.count(),
     });
   });
 }
