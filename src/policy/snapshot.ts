@@ -85,6 +85,14 @@ export function sealSnapshot(content: SnapshotContent, now: Date, validForMs = D
   return { ...content, revision, issuedAt: now.toISOString(), notAfter: new Date(now.getTime() + validForMs).toISOString() };
 }
 
+function indexBy(index: Map<string, ServicePolicy[]>, roles: readonly string[], p: ServicePolicy): void {
+  for (const role of new Set(roles)) {
+    const list = index.get(role);
+    if (list === undefined) index.set(role, [p]);
+    else list.push(p);
+  }
+}
+
 function fail(what: string): never {
   throw new EdgeError('ERR_POLICY_SNAPSHOT', `policy snapshot is malformed: ${what}`);
 }
@@ -159,6 +167,9 @@ export class SnapshotPolicyView {
   private readonly dialCandidates = new Map<string, ServicePolicy[]>();
   /** Dial policies by the service selectors they hold: `#all`, `@ref`, `#attr`. */
   private readonly dialByServiceRole = new Map<string, ServicePolicy[]>();
+  /** The same by identity selectors, and the per-identity candidate lists (for precise refusal reasons). */
+  private readonly dialByIdentityRole = new Map<string, ServicePolicy[]>();
+  private readonly identityCandidates = new Map<string, ServicePolicy[]>();
   /** ms since epoch after which Dial answers are refused; Infinity when the router keeps the last policy. */
   readonly expiresAtMs: number;
 
@@ -169,11 +180,8 @@ export class SnapshotPolicyView {
     for (const s of snapshot.services) this.servicesByName.set(s.name, s);
     this.dialPolicies = snapshot.servicePolicies.filter((p) => p.type === 'Dial');
     for (const p of this.dialPolicies) {
-      for (const role of new Set(p.serviceRoles)) {
-        const list = this.dialByServiceRole.get(role);
-        if (list === undefined) this.dialByServiceRole.set(role, [p]);
-        else list.push(p);
-      }
+      indexBy(this.dialByServiceRole, p.serviceRoles, p);
+      indexBy(this.dialByIdentityRole, p.identityRoles, p);
     }
     const bind = snapshot.servicePolicies.filter((p) => p.type === 'Bind');
     const self = this.identities.get(snapshot.routerId);
@@ -196,17 +204,21 @@ export class SnapshotPolicyView {
    * service), which keeps a dial's check to a few policies among thousands.
    */
   private candidatesFor(svc: SnapshotService): ServicePolicy[] {
-    let list = this.dialCandidates.get(svc.id);
+    return this.candidates(this.dialCandidates, this.dialByServiceRole, svc);
+  }
+
+  private candidates(memo: Map<string, ServicePolicy[]>, index: Map<string, ServicePolicy[]>, entity: PolicyEntity): ServicePolicy[] {
+    let list = memo.get(entity.id);
     if (list !== undefined) return list;
     const found = new Set<ServicePolicy>();
-    const add = (role: string): void => { for (const p of this.dialByServiceRole.get(role) ?? []) found.add(p); };
+    const add = (role: string): void => { for (const p of index.get(role) ?? []) found.add(p); };
     add('#all');
-    add(`@${svc.id}`);
-    add(`@${svc.name}`);
-    for (const a of svc.roleAttributes) add(`#${a}`);
+    add(`@${entity.id}`);
+    add(`@${entity.name}`);
+    for (const a of entity.roleAttributes) add(`#${a}`);
     // Keep the policies' original order: decide() reports the first granting one.
-    list = this.dialPolicies.filter((p) => found.has(p));
-    this.dialCandidates.set(svc.id, list);
+    list = found.size === 0 ? [] : this.dialPolicies.filter((p) => found.has(p));
+    memo.set(entity.id, list);
     return list;
   }
 
@@ -244,7 +256,11 @@ export class SnapshotPolicyView {
     const request = { identity, service: svc, type: 'Dial' as const };
     const posture = this.postureOf(identity, now);
     const decision = decide(request, this.candidatesFor(svc), posture);
-    // A refusal is rare: explain it against every policy, so the reason is as precise as can be.
-    return decision.allow ? decision : decide(request, this.dialPolicies, posture);
+    if (decision.allow || decision.ruleId !== null) return decision;
+    // Refused. Policies that cannot name the service were left out, so "no policy names the
+    // identity" may be untrue: then ask the identity's own candidates, which name it but
+    // (as the service's candidates showed) not the service, for the precise reason.
+    const forIdentity = this.candidates(this.identityCandidates, this.dialByIdentityRole, identity);
+    return forIdentity.length === 0 || decision.reason.includes('posture') ? decision : decide(request, forIdentity, posture);
   }
 }

@@ -88,7 +88,7 @@ test('links: only known, enabled identities may link, and only while the snapsho
   assert.match(expired.mayLink('r-edge').reason, /expired/);
 });
 
-test('the per-service candidate index grants exactly what decide() over every policy grants (fast-check)', () => {
+test('the candidate indexes give exactly what decide() over every policy gives: grant, rule and reason (fast-check)', () => {
   const attrs = ['a', 'b', 'c', 'd'];
   const role = fc.oneof(fc.constantFrom(...attrs.map((a) => `#${a}`)), fc.constantFrom('#all', '@s0', '@s1', '@svc-2', '@i0', '@id-1', '#zz'));
   const policyArb = fc.record({
@@ -115,6 +115,7 @@ test('the per-service candidate index grants exactly what decide() over every po
         const got = view.mayDial(i.id, s.name);
         assert.equal(got.allow, expected.allow);
         assert.equal(got.ruleId, expected.ruleId);
+        assert.equal(got.reason, expected.reason);
       }
     }
   }), { numRuns: 300 });
