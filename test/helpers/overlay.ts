@@ -11,7 +11,7 @@
  *   await o.allowDial('web', 'edge');
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { adminToken, api, BIN, removeDir, runCli, startControllerProcess, tempDir, type ControllerProcess } from './controller.js';
@@ -40,6 +40,8 @@ export interface RouterProcess {
   child?: ChildProcess;
   logs: Record<string, unknown>[];
   stderr: string;
+  /** Set when a stop signal was ignored and the process had to be SIGKILLed. */
+  forcedKill?: boolean;
 }
 
 /** A TCP port that was free a moment ago (closed before returning). */
@@ -118,16 +120,45 @@ export class Overlay {
     });
     child.stderr!.on('data', (c: Buffer) => { r.stderr += c.toString(); });
     const since = r.logs.length;
-    await this.waitLog(name, (l) => l.msg === 'router ready', 15_000, since);
+    // Generous: on a loaded 2-core CI box a cold start of the bundle can take several seconds.
+    await this.waitLog(name, (l) => l.msg === 'router ready', 30_000, since);
   }
 
-  /** Stops a router (SIGKILL by default: a crash) and waits for it to exit. */
-  async killRouter(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.routers.get(name)?.child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  /**
+   * Stops a router (SIGKILL by default: a crash) and waits for it to exit.
+   * A router that ignores a gentler signal for `graceMs` is killed with
+   * SIGKILL, so a hung shutdown cannot stall a test run; that is recorded
+   * in `forcedKill`.
+   */
+  async killRouter(name: string, signal: NodeJS.Signals = 'SIGKILL', graceMs = 5000): Promise<void> {
+    const r = this.routers.get(name);
+    const child = r?.child;
+    if (r === undefined || child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill(signal);
+    const timer = signal === 'SIGKILL' ? undefined : setTimeout(() => { r.forcedKill = true; child.kill('SIGKILL'); }, graceMs);
     await exited;
+    clearTimeout(timer);
+  }
+
+  /** Resident memory of router `name` (VmRSS from /proc, Linux), in bytes. */
+  rssBytes(name: string): number {
+    const pid = this.routers.get(name)?.child?.pid;
+    if (pid === undefined) throw new Error(`router ${name} is not running`);
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (m === null) throw new Error(`no VmRSS for router ${name} (pid ${pid})`);
+    return Number(m[1]) * 1024;
+  }
+
+  /** True while router `name`'s process runs. */
+  isRunning(name: string): boolean {
+    const child = this.routers.get(name)?.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  /** Stops the controller (routers keep running on their cached policy). */
+  async stopController(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.ctrl.stop(signal);
   }
 
   /** Waits for a log line of router `name` matching `pred` (looking at lines from index `since`). */
@@ -162,10 +193,11 @@ export class Overlay {
     await this.waitLog(name, (l) => l.msg === 'policy updated' && Array.isArray(l.hosted) && (l.hosted as string[]).includes(service) === hosted, 10_000, since);
   }
 
+  /** Stops every router (in parallel) and the controller, then removes the overlay's folder. */
   async stop(): Promise<void> {
-    for (const name of this.routers.keys()) await this.killRouter(name, 'SIGTERM').catch(() => undefined);
-    this.ctrl.child.kill('SIGTERM');
-    await new Promise((r) => (this.ctrl.child.exitCode !== null ? r(undefined) : this.ctrl.child.once('exit', r)));
+    await Promise.all([...this.routers.keys()].map((name) => this.killRouter(name, 'SIGTERM').catch(() => undefined)));
+    // stop() copes with a controller that already exited (by code or by signal).
+    await this.ctrl.stop('SIGTERM');
     removeDir(this.dir);
   }
 }
