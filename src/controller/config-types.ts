@@ -97,18 +97,32 @@ export const CONFIG_TYPES: ReadonlyMap<string, ConfigType> = new Map([
   ['host.v1', { id: 'host.v1', name: 'host.v1', schema: HostV1, target: 'service' as const, check: TypeCompiler.Compile(HostV1) as TypeCheck<TSchema>, semantic: checkHost as (d: never) => [string, string] | undefined }],
 ]);
 
-/** TypeBox error path "/portRanges/0/low" → "data.portRanges[0].low". */
-function fieldOf(path: string): string {
-  return 'data' + path.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replace(/~1/g, '/').replace(/~0/g, '~')}`)).join('');
+/** TypeBox error path "/portRanges/0/low" under `root` → "data.portRanges[0].low" (under '': "portRanges[0].low"). */
+function fieldOf(root: string, path: string): string {
+  const field = root + path.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replace(/~1/g, '/').replace(/~0/g, '~')}`)).join('');
+  return field.startsWith('.') ? field.slice(1) : field;
 }
 
 /** TypeBox's message, said the way an operator reads it. */
-function explain(schema: TSchema, message: string): string {
+function explain(schema: TSchema, message: string, value: unknown, what: string): string {
   const options = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const as unknown);
-  if (options !== undefined && options.every((o) => typeof o === 'string')) return `must be one of ${options.map((o) => `"${String(o)}"`).join(', ')}`;
+  if (options !== undefined && options.every((o) => typeof o === 'string')) {
+    const choices = options.map((o) => `"${String(o)}"`).join(', ');
+    return value === undefined ? `is required (one of ${choices})` : `must be one of ${choices}`;
+  }
   if (message === 'Expected required property') return 'is required';
-  if (message === 'Unexpected property') return 'is not a field of this config type';
+  if (message === 'Unexpected property') return `is not a field of ${what}`;
   return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
+/**
+ * The first problem TypeBox finds in `value`, as [field path under `root`,
+ * message], or undefined. `what` names the shape for unexpected fields
+ * ("is not a field of WHAT").
+ */
+export function firstSchemaProblem(check: TypeCheck<TSchema>, value: unknown, root: string, what: string): [string, string] | undefined {
+  const first = check.Errors(value).First();
+  return first === undefined ? undefined : [fieldOf(root, first.path), explain(first.schema, first.message, first.value, what)];
 }
 
 /**
@@ -116,12 +130,7 @@ function explain(schema: TSchema, message: string): string {
  * the first bad field (for example `data.portRanges[0].high`).
  */
 export function validateConfigData(type: ConfigType, data: unknown): void {
-  const first = type.check.Errors(data).First();
-  if (first !== undefined) {
-    const field = fieldOf(first.path);
-    throw new EdgeError('ERR_INVALID_ARGUMENT', `invalid ${type.name} config: ${field}: ${explain(first.schema, first.message)}`, { details: { field } });
-  }
-  const bad = type.semantic(data as never);
+  const bad = firstSchemaProblem(type.check, data, 'data', 'this config type') ?? type.semantic(data as never);
   if (bad !== undefined) {
     throw new EdgeError('ERR_INVALID_ARGUMENT', `invalid ${type.name} config: ${bad[0]}: ${bad[1]}`, { details: { field: bad[0] } });
   }

@@ -25,6 +25,8 @@ import { registerEnrollmentRoutes } from './routes/enrollments.js';
 import { registerEnrollRoutes } from './routes/enroll.js';
 import { registerIdentityRoutes } from './routes/identities.js';
 import { registerMetaRoutes } from './routes/meta.js';
+import { registerPostureCheckRoutes } from './routes/posture-checks.js';
+import { registerPostureDataRoutes } from './routes/posture-data.js';
 import { registerServicePolicyRoutes } from './routes/service-policies.js';
 import { DEFAULT_OFFLINE_WINDOW_MS } from '../policy/snapshot.js';
 import { ControlPlane } from './control-plane.js';
@@ -110,6 +112,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerServiceRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerServicePolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEdgeRouterPolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerPostureCheckRoutes(app, ctx, MANAGEMENT_PREFIX);
+    registerPostureDataRoutes(app, ctx, CLIENT_PREFIX, MANAGEMENT_PREFIX);
     registerRouterPolicyRoutes(app, ctx, CLIENT_PREFIX);
     registerEnrollRoutes(app, ctx, CLIENT_PREFIX);
     const controlPlane = new ControlPlane(ctx);

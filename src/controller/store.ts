@@ -12,6 +12,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EdgeError } from '../errors.js';
+import type { PostureCheck, PostureData } from '../policy/posture.js';
 
 export type IdentityTypeName = 'User' | 'Device' | 'Service' | 'Router' | 'Default';
 
@@ -188,6 +189,35 @@ export interface ServiceEdgeRouterPolicyRecord {
   updatedAt: string;
 }
 
+/**
+ * A posture check: src/policy's PostureCheck (id, name, roleAttributes,
+ * typeId and its `data`, what routers evaluate) plus what the API keeps.
+ * `version` counts changes, as in OpenZiti.
+ */
+export type PostureCheckRecord = PostureCheck & {
+  tags: Record<string, unknown>;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+};
+
+/** The latest posture an identity's device reported (client API posture responses). */
+export interface PostureDataRecord {
+  identityId: string;
+  /**
+   * The latest report of each kind, as src/policy applyPostureResponses
+   * keeps it (`at`: when the controller received it). Its `mfa` stays unset
+   * here: MFA is passed per API session (ApiSessionRecord.mfaPassedAt).
+   */
+  data: PostureData;
+  /** The posture query (check) id each report answered, by kind: `mac`, `os`, `domain`, `process:PATH`. */
+  queryIds: Record<string, string>;
+  /** The last endpoint-state reports (ENDPOINT_STATE woken / unlocked), for MFA checks that prompt on wake or unlock. */
+  wokenAt: string | null;
+  unlockedAt: string | null;
+  updatedAt: string;
+}
+
 /** What an `@id` selector of a role list names. */
 export type RoleTarget = 'identity' | 'service' | 'edgeRouter' | 'postureCheck';
 
@@ -303,6 +333,9 @@ export class Store {
   readonly servicePolicies: NamedCollection<ServicePolicyRecord>;
   readonly edgeRouterPolicies: NamedCollection<EdgeRouterPolicyRecord>;
   readonly serviceEdgeRouterPolicies: NamedCollection<ServiceEdgeRouterPolicyRecord>;
+  readonly postureChecks: NamedCollection<PostureCheckRecord>;
+  /** identity id → its latest posture data. */
+  readonly postureData: Database<PostureDataRecord, string>;
   /** Called after every committed write (routers waiting for policy changes re-check). */
   private readonly changeListeners = new Set<() => void>();
 
@@ -339,6 +372,8 @@ export class Store {
     this.servicePolicies = new NamedCollection(db('servicePolicies'), db('idx.servicePolicy.name'), 'a service policy');
     this.edgeRouterPolicies = new NamedCollection(db('edgeRouterPolicies'), db('idx.edgeRouterPolicy.name'), 'an edge router policy');
     this.serviceEdgeRouterPolicies = new NamedCollection(db('serviceEdgeRouterPolicies'), db('idx.serviceEdgeRouterPolicy.name'), 'a service edge router policy');
+    this.postureChecks = new NamedCollection(db('postureChecks'), db('idx.postureCheck.name'), 'a posture check');
+    this.postureData = db('postureData');
   }
 
   /** Runs `fn` in one write transaction (rolled back if it throws), then waits for the flush. */
@@ -437,7 +472,7 @@ export class Store {
 
   /**
    * Deletes an identity and everything hanging off it: API sessions,
-   * authenticators, enrollments, MFA configuration, and the `@id` selectors
+   * authenticators, enrollments, MFA configuration, posture data, and the `@id` selectors
    * of policies that named it. Returns false if absent.
    */
   deleteIdentity(id: string): Promise<boolean> {
@@ -455,6 +490,7 @@ export class Store {
     for (const a of this.authenticatorsOf(id)) this.removeAuthenticator(a);
     for (const e of this.enrollmentsOf(id)) this.removeEnrollment(e);
     void this.mfa.remove(id);
+    void this.postureData.remove(id);
     void this.identityByName.remove(identity.name);
     if (identity.externalId !== null) void this.identityByExternalId.remove(identity.externalId);
     void this.identities.remove(id);
@@ -787,7 +823,7 @@ export class Store {
       case 'identity': return this.identities.get(id) !== undefined;
       case 'service': return this.services.get(id) !== undefined;
       case 'edgeRouter': return this.edgeRouters.get(id) !== undefined;
-      case 'postureCheck': return false;
+      case 'postureCheck': return this.postureChecks.get(id) !== undefined;
     }
   }
 
@@ -821,6 +857,35 @@ export class Store {
       if (p === undefined) return false;
       policies.remove(p);
       return true;
+    });
+  }
+
+  // ---- posture checks and posture data ----------------------------------
+
+  createPostureCheck(check: PostureCheckRecord): Promise<void> {
+    return this.write(() => { this.postureChecks.insert(check); });
+  }
+
+  updatePostureCheck(next: PostureCheckRecord): Promise<void> {
+    return this.write(() => { this.postureChecks.replace(next); });
+  }
+
+  /** Deletes a posture check and the `@id` selectors of service policies that required it. */
+  deletePostureCheck(id: string): Promise<boolean> {
+    return this.write(() => {
+      const check = this.postureChecks.get(id);
+      if (check === undefined) return false;
+      this.postureChecks.remove(check);
+      this.forgetPolicyReferences('postureCheck', id);
+      return true;
+    });
+  }
+
+  /** Replaces an identity's posture data with `update(previous)`, read and written in one transaction. */
+  updatePostureData(identityId: string, update: (prev: PostureDataRecord | undefined) => PostureDataRecord): Promise<void> {
+    return this.write(() => {
+      if (this.identities.get(identityId) === undefined) throw new EdgeError('ERR_UNAUTHORIZED', 'the identity of this API session no longer exists');
+      void this.postureData.put(identityId, update(this.postureData.get(identityId)));
     });
   }
 

@@ -1,7 +1,9 @@
 /**
  * The rest of the policy model on the management and client APIs, end to
  * end on the real bundled controller process over HTTPS: edge router
- * policies and service edge router policies. Answers are checked against
+ * policies and service edge router policies, posture checks (and service
+ * policies that require them), posture responses from identities and the
+ * posture data an admin reads back. Answers are checked against
  * OpenZiti's definitions; every refused input must get its 4xx code and
  * change nothing; deletes cascade into the policies that named what was
  * deleted; the CLI verbs run as a user runs them.
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 import { adminCalls, adminToken, api, assertSpec, removeDir, runCli, startControllerProcess, tempDir, type AdminCalls, type ControllerProcess } from '../helpers/controller.js';
 
 const M = '/edge/management/v1';
+const C = '/edge/client/v1';
 
 let dir: string;
 let ctrl: ControllerProcess;
@@ -38,6 +41,27 @@ function uniq(prefix: string): string {
 }
 
 const q = (filter: string): string => `filter=${encodeURIComponent(filter)}`;
+
+/** A updb identity with `password` set through its enrollment; returns its id. */
+async function userWithPassword(name: string, password: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const id = await post('/identities', { name, isAdmin: false, enrollment: { updb: name }, ...extra });
+  const ott = (await get(`/identities/${id}`)).data.enrollment.updb.token;
+  const r = await api(ctrl, 'POST', `${C}/enroll/updb?token=${ott}`, { body: { password } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return id;
+}
+
+/** Password login on the client API. */
+function login(username: string, password: string) {
+  return api(ctrl, 'POST', `${C}/authenticate?method=password`, { body: { username, password } });
+}
+
+/** A client API session token for a password login that must succeed. */
+async function sessionOf(username: string, password: string): Promise<string> {
+  const r = await login(username, password);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.data.token as string;
+}
 
 /** PATCH/PUT/DELETE under the management API; returns the status. */
 async function send(method: string, path: string, body?: unknown): Promise<number> {
@@ -197,5 +221,235 @@ describe('edge router policies and service edge router policies', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`Deleted .*${name}`));
     }
+  });
+});
+
+// ---- posture checks -------------------------------------------------------------
+
+const SHA512 = 'AB'.repeat(64);
+const SHA1 = '0a:1b:2c:3d:4e:5f:60:71:82:93:a4:b5:c6:d7:e8:f9:0a:1b:2c:3d';
+
+describe('posture checks', () => {
+  const bodies: [definition: string, body: Record<string, unknown>][] = [
+    ['postureCheckMacAddress', { name: 'pc-mac', typeId: 'MAC', roleAttributes: ['site'], macAddresses: ['AA:BB:CC:DD:EE:FF', '00-11-22-33-44-55'] }],
+    ['postureCheckOperatingSystem', { name: 'pc-os', typeId: 'OS', operatingSystems: [{ type: 'Linux', versions: ['>=5.10 <7', '6.1'] }, { type: 'Windows', versions: [] }] }],
+    ['postureCheckProcess', { name: 'pc-proc', typeId: 'PROCESS', process: { osType: 'Linux', path: '/usr/sbin/sshd', hashes: [SHA512], signerFingerprint: SHA1 } }],
+    ['postureCheckProcessMulti', { name: 'pc-multi', typeId: 'PROCESS_MULTI', semantic: 'AnyOf', processes: [{ osType: 'Windows', path: 'C:\\av\\av.exe', signerFingerprints: [SHA1] }, { osType: 'Linux', path: '/opt/av/bin/av' }] }],
+    ['postureCheckDomain', { name: 'pc-domain', typeId: 'DOMAIN', roleAttributes: ['site'], domains: ['corp.example', 'CORP'] }],
+    ['postureCheckMfa', { name: 'pc-mfa', typeId: 'MFA', timeoutSeconds: 300, promptOnWake: true }],
+  ];
+
+  test('each type: create in OpenZiti bodies, read back in OpenZiti shapes', async () => {
+    for (const [definition, body] of bodies) {
+      assertSpec(`${definition}Create`, body);
+      const id = await post('/posture-checks', body);
+      const d = await get(`/posture-checks/${id}`);
+      assertSpec('detailPostureCheckEnvelope', d);
+      assertSpec(`${definition}Detail`, d.data);
+      assert.equal(d.data.name, body.name);
+      assert.equal(d.data.typeId, body.typeId);
+      assert.equal(d.data.version, 1);
+    }
+    const byName = async (name: string) => (await get(`/posture-checks?${q(`name = "${name}"`)}`)).data[0];
+    assert.deepEqual((await byName('pc-mac')).macAddresses, ['AA:BB:CC:DD:EE:FF', '00-11-22-33-44-55']);
+    const proc = await byName('pc-proc');
+    assert.deepEqual(proc.process, { osType: 'Linux', path: '/usr/sbin/sshd', hashes: ['ab'.repeat(64)], signerFingerprint: SHA1.replace(/:/g, '') }, 'digests as lower-case hex');
+    assert.deepEqual((await byName('pc-multi')).processes[0].signerFingerprints, [SHA1.replace(/:/g, '')]);
+    const mfa = await byName('pc-mfa');
+    assert.deepEqual([mfa.timeoutSeconds, mfa.promptOnWake, mfa.promptOnUnlock, mfa.ignoreLegacyEndpoints], [300, true, false, false]);
+    const list = await get('/posture-checks?limit=100');
+    assertSpec('listPostureCheckEnvelope', list);
+    assert.equal(list.data.length, 6);
+    assert.deepEqual((await get(`/posture-checks?${q('roleAttributes contains "site"')}`)).data.map((c: any) => c.name), ['pc-domain', 'pc-mac']);
+    assert.deepEqual((await get(`/posture-checks?${q('typeId = "OS"')}`)).data.map((c: any) => c.name), ['pc-os']);
+    const types = await get('/posture-check-types');
+    assertSpec('listPostureCheckTypesEnvelope', types);
+    assert.deepEqual(types.data.map((t: any) => t.id).sort(), ['DOMAIN', 'MAC', 'MFA', 'OS', 'PROCESS', 'PROCESS_MULTI']);
+    const os = await get('/posture-check-types/OS');
+    assertSpec('detailPostureCheckTypeEnvelope', os);
+    assert.ok(os.data.operatingSystems.some((o: any) => o.type === 'Linux'));
+    assert.equal((await get('/summary')).data.postureChecks, 6);
+  });
+
+  test('bad data is refused with the field named, and changes nothing', async () => {
+    const name = uniq('pc');
+    const P = '/posture-checks';
+    await refusedAll([
+      ['POST', P, { name, typeId: 'MAC', macAddresses: [] }, 400, 'ERR_INVALID_ARGUMENT', /invalid MAC posture check: macAddresses/],
+      ['POST', P, { name, typeId: 'MAC', macAddresses: ['aa:bb:cc:dd:ee:ff', 'zz:bb:cc:dd:ee:ff'] }, 400, 'ERR_INVALID_ARGUMENT', /macAddresses\[1\]: "zz:bb:cc:dd:ee:ff" is not a MAC address/],
+      ['POST', P, { name, typeId: 'MAC' }, 400, 'ERR_INVALID_ARGUMENT', /macAddresses: is required/],
+      ['POST', P, { name, typeId: 'OS', operatingSystems: [{ type: 'BeOS', versions: [] }] }, 400, 'ERR_INVALID_ARGUMENT', /operatingSystems\[0\]\.type: must be one of .*"Linux"/],
+      ['POST', P, { name, typeId: 'OS', operatingSystems: [{ type: 'Linux', versions: ['6.1', '~1.2'] }] }, 400, 'ERR_INVALID_ARGUMENT', /operatingSystems\[0\]\.versions\[1\]: version range "~1\.2"/],
+      ['POST', P, { name, typeId: 'OS', operatingSystems: [{ type: 'Linux' }] }, 400, 'ERR_INVALID_ARGUMENT', /operatingSystems\[0\]\.versions: is required/],
+      ['POST', P, { name, typeId: 'PROCESS', process: { osType: 'Linux', path: 'bin/x' } }, 400, 'ERR_INVALID_ARGUMENT', /process\.path: "bin\/x" is not an absolute path/],
+      ['POST', P, { name, typeId: 'PROCESS', process: { osType: 'Linux', path: '/bin/x', hashes: ['abc'] } }, 400, 'ERR_INVALID_ARGUMENT', /process\.hashes\[0\]: must be a SHA-512 digest/],
+      ['POST', P, { name, typeId: 'PROCESS', process: { osType: 'Linux', path: '/bin/x', signerFingerprint: 'nope' } }, 400, 'ERR_INVALID_ARGUMENT', /process\.signerFingerprint: must be a SHA-1/],
+      ['POST', P, { name, typeId: 'PROCESS', process: { path: '/bin/x' } }, 400, 'ERR_INVALID_ARGUMENT', /process\.osType: is required \(one of .*"Linux"/],
+      ['POST', P, { name, typeId: 'PROCESS_MULTI', processes: [{ osType: 'Linux', path: '/a' }] }, 400, 'ERR_INVALID_ARGUMENT', /semantic: is required/],
+      ['POST', P, { name, typeId: 'PROCESS_MULTI', semantic: 'AllOf', processes: [] }, 400, 'ERR_INVALID_ARGUMENT', /processes/],
+      ['POST', P, { name, typeId: 'PROCESS_MULTI', semantic: 'AllOf', processes: [{ osType: 'Linux', path: '/a', signerFingerprints: ['xyz'] }] }, 400, 'ERR_INVALID_ARGUMENT', /processes\[0\]\.signerFingerprints\[0\]/],
+      ['POST', P, { name, typeId: 'DOMAIN', domains: ['corp.example', 'bad domain!'] }, 400, 'ERR_INVALID_ARGUMENT', /domains\[1\]: "bad domain!" is not a domain name/],
+      ['POST', P, { name, typeId: 'MFA', timeoutSeconds: -5 }, 400, 'ERR_INVALID_ARGUMENT', /timeoutSeconds/],
+      ['POST', P, { name, typeId: 'MFA', promptOnWake: 'yes' }, 400, 'ERR_INVALID_ARGUMENT', /promptOnWake/],
+      ['POST', P, { name, typeId: 'SMELL', domains: ['x'] }, 400, 'ERR_INVALID_ARGUMENT'],
+      ['POST', P, { typeId: 'MFA' }, 400, 'ERR_INVALID_ARGUMENT'],
+      ['POST', P, { name: 'pc-mac', typeId: 'MFA' }, 409, 'ERR_NAME_IN_USE'],
+    ]);
+    const id = (await get(`/posture-checks?${q('name = "pc-os"')}`)).data[0].id;
+    const before = (await get(`/posture-checks/${id}`)).data;
+    assert.equal(await send('PATCH', `/posture-checks/${id}`, { typeId: 'MAC', macAddresses: ['aa:bb:cc:dd:ee:ff'] }), 400);
+    assert.equal(await send('PATCH', `/posture-checks/${id}`, { operatingSystems: [{ type: 'Linux', versions: ['x'] }] }), 400);
+    assert.equal(await send('PATCH', `/posture-checks/nope`, { name: 'x' }), 404);
+    assert.deepEqual((await get(`/posture-checks/${id}`)).data, before);
+  });
+
+  test('patch keeps the data it leaves out and counts versions; put replaces', async () => {
+    const id = await post('/posture-checks', { name: uniq('pc'), typeId: 'MFA', timeoutSeconds: 60, promptOnUnlock: true, roleAttributes: ['a'] });
+    assert.equal(await send('PATCH', `/posture-checks/${id}`, { typeId: 'MFA', promptOnWake: true }), 200);
+    let d = (await get(`/posture-checks/${id}`)).data;
+    assert.deepEqual([d.version, d.timeoutSeconds, d.promptOnWake, d.promptOnUnlock, d.roleAttributes], [2, 60, true, true, ['a']]);
+    assert.equal(await send('PUT', `/posture-checks/${id}`, { name: d.name, typeId: 'MFA', timeoutSeconds: 30 }), 200);
+    d = (await get(`/posture-checks/${id}`)).data;
+    assertSpec('postureCheckMfaDetail', d);
+    assert.deepEqual([d.version, d.timeoutSeconds, d.promptOnWake, d.promptOnUnlock, d.roleAttributes], [3, 30, false, false, []]);
+    assert.equal(await send('DELETE', `/posture-checks/${id}`), 200);
+    assert.equal(await send('DELETE', `/posture-checks/${id}`), 404);
+  });
+
+  test('service policies require checks by #attr or @name (stored as @id); deleting a check removes its selector', async () => {
+    const check = await post('/posture-checks', { name: uniq('pc-doomed'), typeId: 'DOMAIN', domains: ['plant.example'] });
+    const mac = (await get(`/posture-checks?${q('name = "pc-mac"')}`)).data[0].id;
+    const sp = await post('/service-policies', { name: uniq('sp'), type: 'Dial', identityRoles: ['#all'], serviceRoles: ['#all'], postureCheckRoles: ['#site', `@${(await get(`/posture-checks/${check}`)).data.name}`] });
+    let d = await get(`/service-policies/${sp}`);
+    assertSpec('detailServicePolicyEnvelop', d);
+    assert.deepEqual(d.data.postureCheckRoles, ['#site', `@${check}`]);
+    assert.match(d.data.postureCheckRolesDisplay[1].name, /^@pc-doomed-/);
+    const named = await get(`/service-policies/${sp}/posture-checks`);
+    assertSpec('listPostureCheckEnvelope', named);
+    assert.deepEqual(named.data.map((c: any) => c.name).sort(), ['pc-domain', (await get(`/posture-checks/${check}`)).data.name, 'pc-mac'].sort());
+    assert.ok(named.data.some((c: any) => c.id === mac));
+    await refusedAll([
+      ['POST', '/service-policies', { name: uniq('sp'), type: 'Dial', postureCheckRoles: ['@no-such-check'] }, 404, 'ERR_NOT_FOUND', /postureCheckRoles\[0\]: no posture check with id or name "no-such-check"/],
+      ['POST', '/service-policies', { name: uniq('sp'), type: 'Dial', postureCheckRoles: ['site'] }, 400, 'ERR_INVALID_ARGUMENT', /postureCheckRoles\[0\]/],
+    ]);
+    assert.equal(await send('DELETE', `/posture-checks/${check}`), 200);
+    d = await get(`/service-policies/${sp}`);
+    assert.deepEqual(d.data.postureCheckRoles, ['#site']);
+  });
+
+  test('CLI: create each type, list, delete', () => {
+    const env = { ZTEDGE_CONFIG_DIR: join(dir, 'cli-pc') };
+    const cli = (...args: string[]) => runCli(args, env, dir);
+    assert.equal(cli('edge', 'login', ctrl.url, '-u', 'admin', '--password-file', join(ctrl.dataDir, 'admin.password'), '-y').code, 0);
+    const made: [string[], RegExp][] = [
+      [['cli-mac', 'mac', '--mac-addresses', 'aa:bb:cc:dd:ee:ff,00:11:22:33:44:55', '--role-attributes', 'cli'], /\(MAC\)/],
+      [['cli-os', 'os', '--os', 'Linux:>=5.10,6.1', '--os', 'Windows'], /\(OS\)/],
+      [['cli-proc', 'process', '--path', '/usr/bin/x', '--hash', SHA512], /\(PROCESS\)/],
+      [['cli-multi', 'process-multi', '--path', '/a', '--path', '/b', '--semantic', 'AnyOf'], /\(PROCESS_MULTI\)/],
+      [['cli-domain', 'domain', '--domains', 'corp.example'], /\(DOMAIN\)/],
+      [['cli-mfa', 'mfa', '--timeout-seconds', '600', '--prompt-on-wake'], /\(MFA\)/],
+    ];
+    for (const [args, type] of made) {
+      const r = cli('edge', 'create', 'posture-check', ...args);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`New posture check ${args[0]} ${type.source} created with id: \\S+`));
+    }
+    let r = cli('edge', 'list', 'posture-checks', 'name contains "cli-"', '--json');
+    const rows = JSON.parse(r.stdout) as any[];
+    assert.deepEqual(rows.find((c) => c.name === 'cli-os').operatingSystems, [{ type: 'Linux', versions: ['>=5.10', '6.1'] }, { type: 'Windows', versions: [] }]);
+    assert.deepEqual(rows.find((c) => c.name === 'cli-mfa').timeoutSeconds, 600);
+    r = cli('edge', 'list', 'posture-checks', 'name = "cli-mac"');
+    assert.match(r.stdout, /^ID\s+NAME\s+TYPE\s+ATTRIBUTES\s+DATA/m);
+    assert.match(r.stdout, /cli-mac\s+MAC\s+cli\s+\{"macAddresses"/);
+    r = cli('edge', 'create', 'posture-check', 'cli-bad', 'os', '--os', 'Linux:~1');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /operatingSystems\[0\]\.versions\[0\]/);
+    assert.equal(cli('edge', 'create', 'posture-check', 'cli-bad', 'mac').code, 2);
+    assert.equal(cli('edge', 'create', 'posture-check', 'cli-bad', 'smell').code, 2);
+    r = cli('edge', 'delete', 'posture-check', 'cli-mac');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Deleted posture check cli-mac/);
+  });
+});
+
+// ---- posture responses and posture data --------------------------------------------
+
+describe('posture responses and posture data', () => {
+  let device: string;
+  let session: string;
+  let macCheck: string;
+
+  before(async () => {
+    device = await userWithPassword('posture-device', 'device-pass-1');
+    session = await sessionOf('posture-device', 'device-pass-1');
+    macCheck = (await get(`/posture-checks?${q('name = "pc-mac"')}`)).data[0].id;
+  });
+
+  const respond = (body: unknown, bulk = false, t = session) => api(ctrl, 'POST', `${C}/posture-response${bulk ? '-bulk' : ''}`, { token: t, body });
+  const postureData = async () => (await get(`/identities/${device}/posture-data`)).data;
+
+  test('an identity reports posture; the admin reads the latest, with when it was received', async () => {
+    const empty = await postureData();
+    assert.deepEqual([empty.mac, empty.os, empty.domain, empty.processes], [null, null, null, []], 'nothing reported yet');
+    const t0 = Date.now();
+    const one = await respond({ id: macCheck, typeId: 'MAC', macAddresses: ['aa:bb:cc:dd:ee:ff'] });
+    assert.equal(one.status, 201, JSON.stringify(one.body));
+    assert.deepEqual(one.body.data, { services: [] });
+    const bulk = await respond([
+      { id: 'os-query', typeId: 'OS', type: 'Linux', version: '6.1.0-18-amd64', build: '#1 SMP' },
+      { id: 'domain-query', typeId: 'DOMAIN', domain: 'corp.example' },
+      { id: 'proc-query', typeId: 'PROCESS', path: '/usr/sbin/sshd', isRunning: true, hash: 'ab'.repeat(64), signerFingerprints: [] },
+      { id: 'proc-query', typeId: 'PROCESS', path: '/opt/av/bin/av', isRunning: false },
+      { id: 'mfa-query', typeId: 'ENDPOINT_STATE', woken: true },
+    ], true);
+    assert.equal(bulk.status, 200, JSON.stringify(bulk.body));
+    const d = await postureData();
+    assertSpec('postureDataMac', d.mac);
+    assertSpec('postureDataOs', d.os);
+    assertSpec('postureDataDomain', d.domain);
+    for (const p of d.processes) assertSpec('postureDataProcess', p);
+    assert.deepEqual([d.mac.postureCheckId, d.mac.addresses], [macCheck, ['aa:bb:cc:dd:ee:ff']]);
+    assert.ok(Date.parse(d.mac.lastUpdatedAt) >= t0 - 1000 && Date.parse(d.mac.lastUpdatedAt) <= Date.now());
+    assert.deepEqual([d.os.type, d.os.version, d.os.build, d.os.postureCheckId], ['Linux', '6.1.0-18-amd64', '#1 SMP', 'os-query']);
+    assert.equal(d.domain.domain, 'corp.example');
+    assert.deepEqual(d.processes.map((p: any) => [p.path, p.isRunning]), [['/usr/sbin/sshd', true], ['/opt/av/bin/av', false]]);
+    const mine = d.apiSessionPostureData[Object.keys(d.apiSessionPostureData)[0]!];
+    assert.equal(mine.mfa.passedMfa, false);
+    assert.ok(Date.parse(mine.endpointState.wokenAt) >= t0 - 1000);
+    // The latest report of a kind replaces the previous one.
+    assert.equal((await respond({ id: macCheck, typeId: 'MAC', macAddresses: ['00:11:22:33:44:55'] })).status, 201);
+    assert.equal((await respond({ id: 'proc-query', typeId: 'PROCESS', path: '/opt/av/bin/av', isRunning: true })).status, 201);
+    const d2 = await postureData();
+    assert.deepEqual(d2.mac.addresses, ['00:11:22:33:44:55']);
+    assert.deepEqual(d2.processes.map((p: any) => [p.path, p.isRunning]), [['/usr/sbin/sshd', true], ['/opt/av/bin/av', true]]);
+    assert.equal(d2.os.lastUpdatedAt, d.os.lastUpdatedAt, 'other kinds keep their time');
+  });
+
+  test('bad responses are refused whole, with the field named; nothing is stored', async () => {
+    const before = await postureData();
+    const osCheck = (await get(`/posture-checks?${q('name = "pc-os"')}`)).data[0].id;
+    const cases: [unknown, boolean, RegExp][] = [
+      [{ id: 'x', typeId: 'MAC' }, false, /macAddresses: is required/],
+      [{ id: 'x', typeId: 'MAC', macAddresses: 'aa' }, false, /macAddresses/],
+      [{ id: 'x', typeId: 'OS', type: 'Linux' }, false, /version: is required/],
+      [{ id: 'x', typeId: 'PROCESS', path: '/x' }, false, /isRunning: is required/],
+      [{ id: 'x', typeId: 'MFA' }, false, /typeId: "MFA" is not a posture response type/],
+      [{ typeId: 'MAC', macAddresses: [] }, false, /id/],
+      [{ id: osCheck, typeId: 'MAC', macAddresses: ['aa:bb:cc:dd:ee:ff'] }, false, /id: posture check "pc-os" is of type OS; a MAC response does not answer it/],
+      [[{ id: 'x', typeId: 'MAC', macAddresses: ['aa:aa:aa:aa:aa:aa'] }, { id: 'y', typeId: 'DOMAIN' }], true, /\[1\]\.domain: is required/],
+      [{ id: 'x', typeId: 'MAC', macAddresses: [] }, true, /./],
+    ];
+    for (const [body, bulk, message] of cases) {
+      const r = await respond(body, bulk);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.error.code, 'ERR_INVALID_ARGUMENT');
+      assert.match(r.body.error.message, message);
+    }
+    const none = await api(ctrl, 'POST', `${C}/posture-response`, { body: { id: 'x', typeId: 'MAC', macAddresses: [] } });
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error.code, 'ERR_UNAUTHORIZED');
+    assert.deepEqual(await postureData(), before);
+    assert.equal((await api(ctrl, 'GET', `${M}/identities/${device}/posture-data`, { token: session })).status, 403, 'the management read is for admins');
+    assert.equal(await send('GET', '/identities/nope/posture-data'), 404);
   });
 });

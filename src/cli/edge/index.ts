@@ -2,7 +2,7 @@
  * `ztedge edge …`: the management CLI, with the verbs of `ziti edge …`
  * (login, create, list, delete) over the management REST API: identities,
  * CAs and enrollments; edge routers, configs, services, service policies,
- * edge router policies and service edge router policies.
+ * edge router policies, service edge router policies and posture checks.
  */
 import { promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
@@ -30,11 +30,17 @@ Manage the overlay through the controller's management API.
   create config NAME intercept.v1|host.v1 'JSON'      config data, checked against its type
   create service NAME [--configs a,b] [--role-attributes a,b]   configs by name or id
   create service-policy NAME Dial|Bind --identity-roles '#attr,@name' --service-roles '#attr,@name'
-        [--semantic AllOf|AnyOf]                      selectors: #attr, @name or @id, #all (default semantic AllOf)
+        [--semantic AllOf|AnyOf] [--posture-check-roles '#attr,@name']
+                                                      selectors: #attr, @name or @id, #all (default semantic AllOf)
   create edge-router-policy NAME --edge-router-roles '#attr,@name' --identity-roles '#attr,@name' [--semantic …]
                                                       which routers the identities may connect to
   create service-edge-router-policy NAME --edge-router-roles '#attr,@name' --service-roles '#attr,@name' [--semantic …]
                                                       which routers may carry the services
+  create posture-check NAME TYPE [--role-attributes a,b]   a check service policies can require (--posture-check-roles):
+        mac --mac-addresses aa:bb:cc:dd:ee:ff,…       os --os 'Linux:>=5.10,6.1' [--os 'Windows:10.0.19041']
+        process --path /usr/bin/x [--os-type Linux] [--hash SHA512,…] [--signer SHA1]
+        process-multi --path /a --path /b [--semantic AllOf|AnyOf] [--os-type Linux]
+        domain --domains corp.example,…              mfa [--timeout-seconds N] [--prompt-on-wake] [--prompt-on-unlock]
   list identities [FILTER]                            e.g. 'name contains "plc"'
   list enrollments [FILTER]
   list cas [FILTER]
@@ -44,12 +50,13 @@ Manage the overlay through the controller's management API.
   list service-policies [FILTER]                      e.g. 'type = "Dial"'
   list edge-router-policies [FILTER]
   list service-edge-router-policies [FILTER]
+  list posture-checks [FILTER]                        e.g. 'typeId = "MAC"'
   list summary
   delete identity NAME|ID
   delete ca NAME|ID
   delete enrollment ID | where FILTER                 e.g. delete enrollment where 'identity="ID"'
   delete edge-router|config|service|service-policy NAME|ID
-  delete edge-router-policy|service-edge-router-policy NAME|ID
+  delete edge-router-policy|service-edge-router-policy|posture-check NAME|ID
 
   --json   print JSON instead of a table (list)
 
@@ -71,7 +78,10 @@ const OPTIONS = {
   'external-id': { type: 'string' }, ottca: { type: 'string' }, cert: { type: 'string' },
   'identity-roles': { type: 'string' }, 'no-auth': { type: 'boolean' }, 'no-ottca': { type: 'boolean' }, output: { type: 'string', short: 'o' }, qr: { type: 'boolean' }, json: { type: 'boolean' },
   'tunneler-enabled': { type: 'boolean' }, configs: { type: 'string' }, 'service-roles': { type: 'string' }, semantic: { type: 'string' },
-  'edge-router-roles': { type: 'string' },
+  'edge-router-roles': { type: 'string' }, 'posture-check-roles': { type: 'string' },
+  'mac-addresses': { type: 'string' }, os: { type: 'string', multiple: true }, path: { type: 'string', multiple: true }, 'os-type': { type: 'string' },
+  hash: { type: 'string' }, signer: { type: 'string' }, domains: { type: 'string' }, 'timeout-seconds': { type: 'string' },
+  'prompt-on-wake': { type: 'boolean' }, 'prompt-on-unlock': { type: 'boolean' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -248,6 +258,7 @@ async function doCreateServicePolicy(rest: string[], v: Values): Promise<number>
   const client = await ManagementClient.fromState();
   const created = await client.call<{ id: string }>('POST', '/service-policies', {
     name, type: policyType, semantic: semanticOf(v), identityRoles: list(v['identity-roles']) ?? [], serviceRoles: list(v['service-roles']) ?? [],
+    postureCheckRoles: list(v['posture-check-roles']) ?? [],
   });
   out(`New service policy ${name} (${policyType}) created with id: ${created.id}`);
   return 0;
@@ -276,6 +287,56 @@ async function doCreateRouterPolicy(noun: 'edge-router-policy' | 'service-edge-r
   return 0;
 }
 
+/** `--os 'Linux:>=5.10,6.1'` → {type: 'Linux', versions: ['>=5.10', '6.1']}; no versions: any version. */
+function operatingSystem(arg: string): { type: string; versions: string[] } {
+  const at = arg.indexOf(':');
+  return at < 0 ? { type: arg.trim(), versions: [] } : { type: arg.slice(0, at).trim(), versions: list(arg.slice(at + 1)) ?? [] };
+}
+
+/** The data fields of a posture check of `type`, from the command line. */
+function postureCheckFields(type: string, v: Values): Record<string, unknown> {
+  const need = (flag: string): string => {
+    const x = str(v[flag]);
+    if (x === undefined) throw new EdgeError('ERR_USAGE', `a ${type} posture check needs --${flag}`);
+    return x;
+  };
+  const paths = (v.path as string[] | undefined) ?? [];
+  if ((type === 'process' || type === 'process-multi') && paths.length === 0) throw new EdgeError('ERR_USAGE', `a ${type} posture check needs --path`);
+  const osType = str(v['os-type']) ?? 'Linux';
+  switch (type) {
+    case 'mac': return { typeId: 'MAC', macAddresses: list(need('mac-addresses')) };
+    case 'os': {
+      const oses = (v.os as string[] | undefined) ?? [];
+      if (oses.length === 0) throw new EdgeError('ERR_USAGE', "an os posture check needs --os 'TYPE[:VERSION,…]' (TYPE: Windows, WindowsServer, Android, iOS, Linux, macOS)");
+      return { typeId: 'OS', operatingSystems: oses.map(operatingSystem) };
+    }
+    case 'process': {
+      if (paths.length !== 1) throw new EdgeError('ERR_USAGE', 'a process posture check takes one --path (process-multi takes several)');
+      const hashes = list(v.hash);
+      const signer = str(v.signer);
+      return { typeId: 'PROCESS', process: { osType, path: paths[0], ...(hashes !== undefined ? { hashes } : {}), ...(signer !== undefined ? { signerFingerprint: signer } : {}) } };
+    }
+    case 'process-multi': return { typeId: 'PROCESS_MULTI', semantic: semanticOf(v), processes: paths.map((path) => ({ osType, path })) };
+    case 'domain': return { typeId: 'DOMAIN', domains: list(need('domains')) };
+    case 'mfa': {
+      const t = str(v['timeout-seconds']);
+      if (t !== undefined && !/^-?\d+$/.test(t)) throw new EdgeError('ERR_USAGE', `--timeout-seconds must be a whole number (-1: no timeout), not "${t}"`);
+      return { typeId: 'MFA', timeoutSeconds: t === undefined ? -1 : Number(t), promptOnWake: v['prompt-on-wake'] === true, promptOnUnlock: v['prompt-on-unlock'] === true, ignoreLegacyEndpoints: false };
+    }
+    default: throw new EdgeError('ERR_USAGE', `unknown posture check type "${type}" (mac, os, process, process-multi, domain, mfa)`);
+  }
+}
+
+async function doCreatePostureCheck(rest: string[], v: Values): Promise<number> {
+  const [name, type] = rest;
+  if (name === undefined || type === undefined || rest.length !== 2) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create posture-check NAME mac|os|process|process-multi|domain|mfa [options] (see --help)');
+  const body: Record<string, unknown> = { name, roleAttributes: list(v['role-attributes']) ?? [], ...postureCheckFields(type.toLowerCase(), v) };
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/posture-checks', body);
+  out(`New posture check ${name} (${String(body.typeId)}) created with id: ${created.id}`);
+  return 0;
+}
+
 async function doCreate(noun: string | undefined, rest: string[], v: Values): Promise<number> {
   switch (noun) {
     case 'ca': return doCreateCa(rest, v);
@@ -284,8 +345,9 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
     case 'service': return doCreateService(rest, v);
     case 'service-policy': return doCreateServicePolicy(rest, v);
     case 'edge-router-policy': case 'service-edge-router-policy': return doCreateRouterPolicy(noun, rest, v);
+    case 'posture-check': return doCreatePostureCheck(rest, v);
     case 'identity': break;
-    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy)\nRun "ztedge edge --help" for usage.`);
+    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy, posture-check)\nRun "ztedge edge --help" for usage.`);
   }
   let type = 'Default';
   let name = rest[0];
@@ -388,13 +450,18 @@ async function doList(noun: string | undefined, rest: string[], v: Values): Prom
     case 'service-edge-router-policies': case 'service-edge-router-policy':
       return listTable(client, 'service-edge-router-policies', filter, v, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['SEMANTIC', (r) => r.semantic],
         ['SERVICE ROLES', (r) => shownRoles(r.serviceRolesDisplay)], ['EDGE ROUTER ROLES', (r) => shownRoles(r.edgeRouterRolesDisplay)]]);
+    case 'posture-checks': case 'posture-check': {
+      const base = new Set(['id', 'createdAt', 'updatedAt', '_links', 'tags', 'name', 'typeId', 'version', 'roleAttributes']);
+      return listTable(client, 'posture-checks', filter, v, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['TYPE', (r) => r.typeId], ['ATTRIBUTES', (r) => r.roleAttributes],
+        ['DATA', (r) => JSON.stringify(Object.fromEntries(Object.entries(r).filter(([k]) => !base.has(k))))]]);
+    }
     case 'summary': {
       const data = await client.call<Record<string, number>>('GET', '/summary');
       if (v.json === true) { out(JSON.stringify(data, null, 2)); return 0; }
       table(Object.entries(data).map(([k, n]) => ({ k, n })), [['ENTITY', (r) => r.k], ['COUNT', (r) => r.n]]);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, edge-router-policies, service-edge-router-policies, summary)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, edge-router-policies, service-edge-router-policies, posture-checks, summary)`);
   }
 }
 
@@ -418,6 +485,7 @@ const DELETABLE = {
   'service-policy': { collection: 'service-policies', what: 'service policy' },
   'edge-router-policy': { collection: 'edge-router-policies', what: 'edge router policy' },
   'service-edge-router-policy': { collection: 'service-edge-router-policies', what: 'service edge router policy' },
+  'posture-check': { collection: 'posture-checks', what: 'posture check' },
 } as const;
 
 async function doDelete(noun: string | undefined, rest: string[]): Promise<number> {
@@ -452,7 +520,7 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted CA ${String(ca.name)} (${String(ca.id)})`);
       return 0;
     }
-    case 'edge-router': case 'config': case 'service': case 'service-policy': case 'edge-router-policy': case 'service-edge-router-policy': {
+    case 'edge-router': case 'config': case 'service': case 'service-policy': case 'edge-router-policy': case 'service-edge-router-policy': case 'posture-check': {
       const { collection, what } = DELETABLE[noun];
       if (rest.length !== 1) throw new EdgeError('ERR_USAGE', `usage: ztedge edge delete ${noun} NAME|ID`);
       const target = await findOne(client, collection, rest[0]!, what);
@@ -460,6 +528,6 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted ${what} ${String(target.name)} (${String(target.id)})`);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy, posture-check)`);
   }
 }

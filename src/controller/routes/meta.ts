@@ -43,6 +43,7 @@ export function registerMetaRoutes(app: FastifyInstance, ctx: ControllerContext,
       servicePolicies: store.servicePolicies.count(),
       edgeRouterPolicies: store.edgeRouterPolicies.count(),
       serviceEdgeRouterPolicies: store.serviceEdgeRouterPolicies.count(),
+      postureChecks: store.postureChecks.count(),
     });
   });
 }

@@ -24,6 +24,7 @@ import { POLICY_ROLE_FIELDS, type PolicyKind, type PolicyRecord, type RoleTarget
 import { presentEdgeRouter } from './edge-routers.js';
 import { requireAdmin } from './guard.js';
 import { IdParams, ListQuery, Name, page, Tags } from './identities.js';
+import { presentPostureCheck } from './posture-checks.js';
 import { presentService } from './services.js';
 
 const Roles = Type.Union([Type.Array(Type.String({ maxLength: 512 }), { maxItems: 256 }), Type.Null()]);
@@ -69,13 +70,13 @@ const TARGETS: Record<RoleTarget, Target<PolicyEntity>> = {
     present: presentEdgeRouter,
     fields: { id: (r) => r.id, name: (r) => r.name },
   }),
-  postureCheck: target<PolicyEntity>({
-    path: 'posture-checks', what: 'posture check (posture checks are not supported yet)',
-    all: () => [],
-    idOf: () => undefined,
-    nameOf: () => undefined,
-    present: () => ({}),
-    fields: { id: (c) => c.id, name: (c) => c.name },
+  postureCheck: target({
+    path: 'posture-checks', what: 'posture check',
+    all: (ctx) => ctx.store.postureChecks.list(),
+    idOf: (ctx, ref) => ctx.store.postureChecks.find(ref)?.id,
+    nameOf: (ctx, id) => ctx.store.postureChecks.get(id)?.name,
+    present: presentPostureCheck,
+    fields: { id: (c) => c.id, name: (c) => c.name, typeId: (c) => c.typeId },
   }),
 };
 
