@@ -309,7 +309,10 @@ export class LinkMux {
       if (why instanceof CircuitEnd) this.link.sendControl(FrameType.RESET, c.id, { code: why.code, reason: why.message });
       else this.link.sendControl(FrameType.RESET, c.id, { code: CircuitError.RESET_BY_PEER });
     }
-    c.socket.destroy();
+    // A circuit cut short resets its TCP socket (RST), so the client can tell truncation from a complete transfer.
+    const tcp = c.socket as CircuitStream & { resetAndDestroy?: () => unknown };
+    if (!clean && typeof tcp.resetAndDestroy === 'function' && !c.socket.destroyed) tcp.resetAndDestroy();
+    else c.socket.destroy();
   }
 
   private blockLink(): void {

@@ -37,8 +37,10 @@ class PipeEnd extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    // Either end going away takes the other with it, as a TCP reset would.
-    if (!this.other.destroyed) this.other.destroy();
+    // An end torn down (not finished cleanly) takes its twin with it, as a TCP reset would.
+    // After a clean finish in both directions the twin may still hold data for its link: leave it.
+    const clean = this.readableEnded && this.writableFinished;
+    if (!clean && !this.other.destroyed) this.other.destroy();
     callback(err);
   }
 

@@ -98,7 +98,8 @@ export class Router {
         this.servers.push(await UdpProxyPort.bind(p.host, p.port, this.udpMaxSessions, this.udpSweeper, this.udpCounters, (c, port) => this.onUdpSession(c, port, p.service)));
         continue;
       }
-      const server = netServer((socket) => this.onProxyConnection(socket, p.service));
+      // Half-open: a client that sends its request and then FIN still gets the whole answer.
+      const server = netServer({ allowHalfOpen: true }, (socket) => this.onProxyConnection(socket, p.service));
       await listen(server, p.host, p.port);
       this.servers.push(server);
     }
@@ -255,7 +256,8 @@ export class Router {
     if (!r.ok) return refuse(r.kind === 'denied' ? CircuitError.DENIED : CircuitError.CONNECT_FAILED, r.reason);
     if (r.target.protocol === 'udp') return this.connectHostedUdp(r.target, accept, refuse);
     const { address, port, connectTimeoutMs } = r.target;
-    const s = netConnect(port, address);
+    // Half-open: a target that FINs after its last byte must not lose what is still in flight.
+    const s = netConnect({ port, host: address, allowHalfOpen: true });
     const timer = setTimeout(() => {
       s.destroy();
       refuse(CircuitError.CONNECT_FAILED, `cannot reach ${address}:${port}: no answer within ${connectTimeoutMs / 1000} s`);

@@ -257,8 +257,8 @@ before(async () => {
   await new Promise((r) => web.once('listening', r));
   echo = await startEcho();
   echo.on('connection', track);
-  bulk = await startSource('bulk', 200 * MiB, false);
-  bulk32 = await startSource('bulk32', 32 * MiB, false);
+  bulk = await startSource('bulk', 200 * MiB, true);
+  bulk32 = await startSource('bulk32', 32 * MiB, true);
   stream = await startSource('stream', Infinity, false);
   burst = await startSource('burst', 8 * MiB, true);
   mqttPort = await freePort(); // mosquitto starts in its own test, so a missing broker fails that test only
@@ -283,13 +283,11 @@ after(async () => {
   for (const d of dirs) removeDir(d);
 });
 
-// ---- known bugs (src/router/, owned elsewhere): todo until fixed ------------------------
+// ---- half-close: no byte lost when an end sends FIN ------------------------------------
 // First, while TCP on loopback is fresh: later in the run Linux autotunes socket buffers so
-// large that the kernel can hold the tail the routers drop, which hides the loss.
+// large that the kernel could hold a tail the routers dropped, which would hide a loss.
 
-const HALF_CLOSE_BUG = 'src/router: proxy and hosted sockets are not allowHalfOpen (router.ts), so a FIN from either end closes the socket and the circuit ends with RESET; and a transit PipeEnd that finishes cleanly destroys its twin, unread data and all (pipe.ts). Bytes still in the routers are dropped and the client sees a clean EOF';
-
-test('known bug: a source that closes right after its last byte: the client still gets every byte', { todo: HALF_CLOSE_BUG }, async () => {
+test('a source that closes right after its last byte: the client still gets every byte', async () => {
   // A slow reader (4 MiB/s, well below what the path carries even on a busy box) keeps the path
   // full, so when the source's FIN comes the tail is still in the edge and hub.
   const got = await download(proxy.burst, 15_000, { bytesPerSecond: 4 * MiB });
@@ -297,7 +295,7 @@ test('known bug: a source that closes right after its last byte: the client stil
   assert.equal(got.sha256, expectedSha256('burst', 8 * MiB));
 });
 
-test('known bug: half-close from the client: request, FIN, then the whole response', { todo: HALF_CLOSE_BUG }, async () => {
+test('half-close from the client: request, FIN, then the whole response', async () => {
   const request = payload('half-close', MiB);
   const back = await new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
