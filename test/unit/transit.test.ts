@@ -124,12 +124,15 @@ test('a refusal at the host travels back to the edge with its reason', async () 
 
 test('when the hub–host link dies, the edge circuit fails fast and new dials get NO_ROUTE', async () => {
   const s = netConnect(port(proxy), '127.0.0.1');
+  let error: NodeJS.ErrnoException | undefined;
+  s.on('error', (err) => { error = err; });
   s.write('ping');
   await once(s, 'data');
   const start = Date.now();
   hostLink.close(CloseCode.SHUTDOWN, 'host going away');
   await once(s, 'close');
   assert.ok(Date.now() - start < 1000, `closed after ${Date.now() - start} ms`);
+  assert.equal(error?.code, 'ECONNRESET', 'a circuit cut short resets the client (truncation is visible)');
   await new Promise((r) => setTimeout(r, 50));
   const before = results.length;
   const s2 = netConnect(port(proxy), '127.0.0.1');
