@@ -2,6 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { loadRouterConfig, parseEndpoint, parseHostPort, type RouterConfig } from '../config/index.js';
 import { MAX_TIMER_MS } from '../config/schema.js';
+import { HEADER_BYTES } from '../wire/index.js';
 import { EdgeError } from '../errors.js';
 import { loadIdentityFile, type LoadedIdentity } from '../identity/file.js';
 import { FileKeyStore, type KeyStore } from '../keys/index.js';
@@ -89,7 +90,7 @@ export const routerCommand: Command = {
       listeners: config.listeners.map((l) => endpoint(l)),
       links: config.links.map((l) => endpoint(l)),
       proxy: config.tunnel.mode === 'proxy' ? config.tunnel.proxy.map((p) => ({ ...p, ...hostPort(p.listen) })) : [],
-      link: { keepaliveMs: config.link.keepaliveMs, deadAfterMs: config.link.deadAfterMs, helloTimeoutMs: 10_000, maxBodyBytes: config.link.maxFrameBytes },
+      link: { keepaliveMs: config.link.keepaliveMs, deadAfterMs: config.link.deadAfterMs, helloTimeoutMs: 10_000, maxBodyBytes: config.link.maxFrameBytes - HEADER_BYTES },
       reconnect: config.link.reconnect,
       policy: live,
       log,
