@@ -8,7 +8,9 @@ import { loadIdentityFile, type LoadedIdentity } from '../identity/file.js';
 import { FileKeyStore, type KeyStore } from '../keys/index.js';
 import { createRootLogger } from '../log/index.js';
 import type { SnapshotPolicyView } from '../policy/snapshot.js';
+import { processPathsOf } from '../policy/posture.js';
 import { PolicySync } from '../router/policy-sync.js';
+import { PostureWatcher } from '../router/posture.js';
 import { Router, type HostTarget, type PolicyView } from '../router/router.js';
 import { parse, str, type Command } from './command.js';
 import { promises as fs } from 'node:fs';
@@ -74,13 +76,32 @@ export const routerCommand: Command = {
       }, Math.min(Math.max(0, v.expiresAtMs - Date.now() + 1), MAX_TIMER_MS));
       expiryTimer.unref();
     };
+    // Posture: collected only while some posture check exists, and reported on change (and
+    // every few minutes, so the controller's copy never goes stale while this router runs).
+    let posture: PostureWatcher | undefined;
+    let postureRefresh: NodeJS.Timeout | undefined;
+    const watchPosture = (v: SnapshotPolicyView): void => {
+      const checks = v.snapshot.postureChecks;
+      if (checks.length === 0) {
+        posture?.stop();
+        clearInterval(postureRefresh);
+        posture = undefined;
+        return;
+      }
+      const paths = processPathsOf(checks, 'Linux');
+      if (posture !== undefined) { posture.setProcessPaths(paths); return; }
+      posture = new PostureWatcher({ processPaths: paths, onChange: (r) => sync.reportPosture(r), onError: (err) => log.warn({ err: (err as Error).message }, 'posture collection failed') });
+      posture.start();
+      postureRefresh = setInterval(() => { const latest = posture?.latest; if (latest !== undefined) sync.reportPosture(latest); }, POSTURE_REFRESH_MS);
+      postureRefresh.unref();
+    };
     const sync = new PolicySync({
       identity, routerId, key, dataDir: config.dataDir, log, reconnect: config.link.reconnect, keepAfterExpiry: config.policy.keepAfterExpiry,
-      onUpdate: (v) => { view = v; watchExpiry(v); router?.refreshHosted(); },
+      onUpdate: (v) => { view = v; watchExpiry(v); watchPosture(v); router?.refreshHosted(); },
     });
     await sync.start();
     view = sync.current();
-    if (view !== undefined) watchExpiry(view);
+    if (view !== undefined) { watchExpiry(view); watchPosture(view); }
     router = new Router({
       id: routerId,
       key,
@@ -106,6 +127,8 @@ export const routerCommand: Command = {
       process.once('SIGTERM', stop);
     });
     sync.stop();
+    posture?.stop();
+    clearInterval(postureRefresh);
     clearTimeout(expiryTimer);
     await router.stop();
     await key.close();
@@ -115,6 +138,8 @@ export const routerCommand: Command = {
 };
 
 const NO_HOSTED = new Map<string, HostTarget>();
+/** Re-report unchanged posture this often: well inside the 10 min after which posture data counts as stale. */
+const POSTURE_REFRESH_MS = 4 * 60_000;
 
 function commonName(identity: LoadedIdentity): string {
   const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(identity.certPem)?.[0];

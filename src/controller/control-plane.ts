@@ -22,6 +22,7 @@ import type { TLSSocket } from 'node:tls';
 import { Link, parsePemBundle } from '../link/index.js';
 import type { Logger } from '../log/index.js';
 import { diffContent, type Content } from '../policy/delta.js';
+import { applyPostureResponses, type PostureResponse } from '../policy/posture.js';
 import { POLICY_DELTA_JWS_TYPE, signJws, signSnapshot } from '../policy/signed.js';
 import type { PolicySnapshot } from '../policy/snapshot.js';
 import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
@@ -112,10 +113,10 @@ export class ControlPlane {
     this.sessions.set(routerId, session);
     this.log.info({ routerId, name: identity!.name }, 'router control link up');
     link.circuitHandler = (type, _flags, circuitId, body) => {
-      if (circuitId !== 0 || type !== FrameType.POLICY_SYNC) return link.close(CloseCode.PROTOCOL_VERSION, `unexpected frame type ${type} on a control link`);
-      const m = decodeControl(body);
-      if (m === undefined) return link.close(CloseCode.MALFORMED_BODY, 'malformed POLICY_SYNC');
-      this.onSync(session, typeof m.known === 'string' ? m.known : undefined, m.full === true);
+      const m = circuitId === 0 ? decodeControl(body) : undefined;
+      if (type === FrameType.POLICY_SYNC && m !== undefined) return this.onSync(session, typeof m.known === 'string' ? m.known : undefined, m.full === true);
+      if (type === FrameType.POSTURE && m !== undefined) return this.onPosture(session, m.responses);
+      link.close(CloseCode.PROTOCOL_VERSION, `unexpected or malformed frame (type ${type}) on a control link`);
     };
     link.once('close', () => {
       clearTimeout(session.refreshTimer);
@@ -134,6 +135,21 @@ export class ControlPlane {
       return;
     }
     this.sendFull(session, next);
+  }
+
+  /** The router reports its host's posture: stored as its identity's posture data, which policies' posture checks read. */
+  private onPosture(session: RouterSession, raw: unknown): void {
+    const responses = postureResponsesOf(raw);
+    if (responses === undefined) return session.link.close(CloseCode.MALFORMED_BODY, 'malformed POSTURE');
+    const at = new Date().toISOString();
+    this.ctx.store.updatePostureData(session.routerId, (prev) => ({
+      identityId: session.routerId,
+      data: applyPostureResponses(prev?.data, responses, at),
+      queryIds: { ...prev?.queryIds },
+      wokenAt: prev?.wokenAt ?? null,
+      unlockedAt: prev?.unlockedAt ?? null,
+      updatedAt: at,
+    })).catch((err: unknown) => this.log.warn({ routerId: session.routerId, err: (err as Error).message }, 'posture report not stored'));
   }
 
   private schedulePush(): void {
@@ -196,6 +212,39 @@ export class ControlPlane {
     }, Math.min(halfLife, 2_147_483_647));
     session.refreshTimer.unref();
   }
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+
+/** Posture responses from a router, shape-checked (a malformed report is refused whole). */
+function postureResponsesOf(raw: unknown): PostureResponse[] | undefined {
+  if (!Array.isArray(raw) || raw.length > 256) return undefined;
+  const out: PostureResponse[] = [];
+  for (const r of raw as Record<string, unknown>[]) {
+    if (r === null || typeof r !== 'object' || !isStr(r.id)) return undefined;
+    switch (r.typeId) {
+      case 'MAC':
+        if (!Array.isArray(r.macAddresses) || !r.macAddresses.every(isStr)) return undefined;
+        out.push({ id: r.id, typeId: 'MAC', macAddresses: r.macAddresses });
+        break;
+      case 'OS':
+        if (!isStr(r.type) || !isStr(r.version) || (r.build !== undefined && !isStr(r.build))) return undefined;
+        out.push({ id: r.id, typeId: 'OS', type: r.type, version: r.version, ...(r.build !== undefined ? { build: r.build } : {}) });
+        break;
+      case 'PROCESS':
+        if (!isStr(r.path) || typeof r.isRunning !== 'boolean' || (r.hash !== undefined && !isStr(r.hash))) return undefined;
+        if (r.signerFingerprints !== undefined && !(Array.isArray(r.signerFingerprints) && r.signerFingerprints.every(isStr))) return undefined;
+        out.push({ id: r.id, typeId: 'PROCESS', path: r.path, isRunning: r.isRunning, ...(r.hash !== undefined ? { hash: r.hash } : {}), ...(r.signerFingerprints !== undefined ? { signerFingerprints: r.signerFingerprints } : {}) } as PostureResponse);
+        break;
+      case 'DOMAIN':
+        if (!isStr(r.domain)) return undefined;
+        out.push({ id: r.id, typeId: 'DOMAIN', domain: r.domain });
+        break;
+      default:
+        return undefined;
+    }
+  }
+  return out;
 }
 
 /** The content of a snapshot: everything but revision and validity. */

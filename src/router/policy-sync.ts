@@ -75,6 +75,8 @@ export class PolicySync {
   private readonly cacheFile: string;
   private readonly cas: ReturnType<typeof parsePemBundle>;
   private failures = 0;
+  /** The host's latest posture report, re-sent on every new control link. */
+  private posture: readonly unknown[] | undefined;
   /** Serializes cache writes: a delta's file never overtakes the previous one. */
   private writing: Promise<void> = Promise.resolve();
 
@@ -160,6 +162,7 @@ export class PolicySync {
       this.failures = 0;
       this.log.info({ controller: this.opts.identity.apiUrl, known: this.held?.snapshot.revision }, 'control link up');
       this.sync(false);
+      if (this.posture !== undefined) link.sendControl(FrameType.POSTURE, 0, { responses: this.posture });
     });
     link.circuitHandler = (type, _flags, circuitId, body) => {
       if (circuitId !== 0 || type !== FrameType.POLICY) return link.close(CloseCode.PROTOCOL_VERSION, `unexpected frame type ${type} on the control link`);
@@ -182,6 +185,12 @@ export class PolicySync {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);
     this.timer.unref();
+  }
+
+  /** Reports this host's posture (OpenZiti postureResponse shapes) now if connected, and on every reconnect. */
+  reportPosture(responses: readonly unknown[]): void {
+    this.posture = responses;
+    if (this.link?.isUp === true) this.link.sendControl(FrameType.POSTURE, 0, { responses });
   }
 
   /** Tells the controller what we hold; `full` asks for a whole snapshot. */

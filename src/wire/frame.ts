@@ -48,6 +48,8 @@ export const FrameType = {
   POLICY_SYNC: 0x20,
   /** Control link, controller → router: `{full}` or `{delta}`, a signed JWS (src/policy/signed.ts). */
   POLICY: 0x21,
+  /** Control link, router → controller: `{responses}`, the router host's posture (OpenZiti postureResponse shapes). */
+  POSTURE: 0x22,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 

@@ -13,6 +13,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { EdgeError } from '../../errors.js';
+import type { PostureCheck } from '../../policy/posture.js';
 import { signSnapshot } from '../../policy/signed.js';
 import { sealSnapshot, type HostTarget, type InterceptTarget, type PolicySnapshot, type SnapshotContent, type SnapshotService } from '../../policy/snapshot.js';
 import type { ControllerContext } from '../context.js';
@@ -36,7 +37,10 @@ export interface SharedContent {
 
 export function buildSharedContent(ctx: ControllerContext): SharedContent {
   const { store } = ctx;
-  const identities = store.listIdentities().map((i) => ({ id: i.id, name: i.name, roleAttributes: i.roleAttributes, disabled: i.disabled }));
+  const identities = store.listIdentities().map((i) => {
+    const posture = store.postureData.get(i.id)?.data;
+    return { id: i.id, name: i.name, roleAttributes: i.roleAttributes, disabled: i.disabled, ...(posture !== undefined ? { posture } : {}) };
+  });
   const services = store.services.list().map((s): SnapshotService => {
     let host: HostTarget | undefined;
     let intercept: InterceptTarget | undefined;
@@ -50,7 +54,8 @@ export function buildSharedContent(ctx: ControllerContext): SharedContent {
   const servicePolicies = store.servicePolicies.list().map((p) => ({
     id: p.id, name: p.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: p.postureCheckRoles,
   }));
-  return { identities, services, servicePolicies, postureChecks: [] };
+  const postureChecks = store.postureChecks.list().map((c) => ({ id: c.id, name: c.name, typeId: c.typeId, roleAttributes: c.roleAttributes, data: c.data }) as PostureCheck);
+  return { identities, services, servicePolicies, postureChecks };
 }
 
 /** Everything a router needs to host services and authorize dials, from the store (or from `shared`, built once for many routers). */
