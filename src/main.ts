@@ -18,7 +18,7 @@ const COMMANDS: CommandEntry[] = [
   { name: 'controller', summary: 'run the controller (PKI, identities, enrollment, REST API)', load: async () => (await import('./cli/controller.js')).controllerCommand },
   { name: 'router', summary: 'run a router (links, circuits, proxy interception, hosting)', load: async () => (await import('./cli/router.js')).routerCommand },
   { name: 'enroll', summary: 'enroll this device from a one-time token (key made locally or in a TPM/HSM)', load: async () => (await import('./cli/enroll.js')).enrollCommand },
-  { name: 'edge', summary: 'manage identities, CAs, routers, services and policies (login, create, list, delete)', load: async () => (await import('./cli/edge/index.js')).edgeCommand },
+  { name: 'edge', summary: 'manage identities, CAs, routers, services and policies (login, create, list, update, delete)', load: async () => (await import('./cli/edge/index.js')).edgeCommand },
 ];
 
 function help(): string {

@@ -66,9 +66,10 @@ export function toApiError(err: unknown): { code: string; message: string } {
 
 /**
  * The client certificate of a request, if any: the chain as presented (leaf
- * first, DER) and whether it verified against our own CA bundle.
+ * first, DER), whether it verified against our own CA bundle, and if not,
+ * OpenSSL's reason (e.g. CERT_HAS_EXPIRED).
  */
-export function peerCertificate(req: FastifyRequest): { raw: Buffer; chain: Buffer[]; authorized: boolean } | undefined {
+export function peerCertificate(req: FastifyRequest): { raw: Buffer; chain: Buffer[]; authorized: boolean; authorizationError: string | undefined } | undefined {
   const socket = req.raw.socket as TLSSocket;
   if (typeof socket.getPeerCertificate !== 'function') return undefined;
   const cert = socket.getPeerCertificate(true);
@@ -78,7 +79,9 @@ export function peerCertificate(req: FastifyRequest): { raw: Buffer; chain: Buff
     if (chain.length > 0 && c.raw.equals(chain[chain.length - 1]!)) break; // self-signed root points to itself
     chain.push(c.raw);
   }
-  return { raw: cert.raw, chain, authorized: socket.authorized };
+  // Node types it as an Error; at run time it is OpenSSL's code, e.g. "CERT_HAS_EXPIRED".
+  const why = socket.authorizationError as unknown;
+  return { raw: cert.raw, chain, authorized: socket.authorized, authorizationError: why == null ? undefined : String((why as { code?: unknown }).code ?? why) };
 }
 
 export function clientIp(req: FastifyRequest): string {

@@ -14,11 +14,14 @@ import type { Logger } from '../log/index.js';
 import type { ControllerContext, ControllerSettings } from './context.js';
 import { createHttpApp } from './http.js';
 import { newId } from './ids.js';
+import { defaultAuthPolicy } from './auth-policy.js';
 import { hashPassword, MIN_PASSWORD_LENGTH } from './passwords.js';
 import { Pki, writeFileAtomic } from './pki.js';
+import { registerAuthPolicyRoutes } from './routes/auth-policies.js';
 import { registerAuthRoutes } from './routes/auth.js';
 import { registerCaRoutes } from './routes/cas.js';
 import { registerConfigRoutes } from './routes/configs.js';
+import { registerCurrentIdentityRoutes } from './routes/current-identity.js';
 import { registerEdgeRouterPolicyRoutes } from './routes/edge-router-policies.js';
 import { registerEdgeRouterRoutes } from './routes/edge-routers.js';
 import { registerEnrollmentRoutes } from './routes/enrollments.js';
@@ -98,12 +101,15 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       policyOfflineWindowMs: opts.policyOfflineWindowMs ?? DEFAULT_OFFLINE_WINDOW_MS,
     };
     const ctx: ControllerContext = { store, pki, sessions: new Sessions(store, settings.sessionIdleMs), settings, log };
+    await store.ensureAuthPolicy(defaultAuthPolicy(new Date().toISOString()));
     const adminPasswordPath = await ensureDefaultAdmin(ctx, dataDir, opts.adminPasswordFile);
 
     app = createHttpApp(ctx);
     registerMetaRoutes(app, ctx, ['', MANAGEMENT_PREFIX, CLIENT_PREFIX]);
     registerAuthRoutes(app, ctx, MANAGEMENT_PREFIX, true);
     registerAuthRoutes(app, ctx, CLIENT_PREFIX, false);
+    for (const prefix of [MANAGEMENT_PREFIX, CLIENT_PREFIX]) registerCurrentIdentityRoutes(app, ctx, prefix);
+    registerAuthPolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerIdentityRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEnrollmentRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerCaRoutes(app, ctx, MANAGEMENT_PREFIX);

@@ -5,7 +5,7 @@
  */
 import type { ControllerContext } from './context.js';
 import { signEnrollmentJwt } from './enrollment-jwt.js';
-import type { ApiSessionRecord, EnrollmentRecord, IdentityRecord } from './store.js';
+import { isLocked, type ApiSessionRecord, type EnrollmentRecord, type IdentityRecord } from './store.js';
 
 type Links = Record<string, { href: string }>;
 
@@ -40,6 +40,8 @@ export async function presentIdentity(ctx: ControllerContext, i: IdentityRecord,
     if (a.method === 'cert') authenticators.cert = { id: a.id, fingerprint: a.fingerprint };
     else authenticators.updb = { id: a.id, username: a.username };
   }
+  const lock = ctx.store.lockouts.get(i.id);
+  const locked = isLocked(lock, Date.now());
   const enrollment: Record<string, unknown> = {};
   for (const e of ctx.store.enrollmentsOf(i.id)) {
     const base: Record<string, unknown> = { id: e.id, token: e.token, jwt: await enrollmentJwt(ctx, e), expiresAt: e.expiresAt };
@@ -78,11 +80,12 @@ export async function presentIdentity(ctx: ControllerContext, i: IdentityRecord,
     defaultHostingCost: 0,
     defaultHostingPrecedence: 'default',
     authPolicyId: i.authPolicyId,
-    authPolicy: entityRef('auth-policies', i.authPolicyId, i.authPolicyId === 'default' ? 'Default' : i.authPolicyId),
+    authPolicy: entityRef('auth-policies', i.authPolicyId, ctx.store.authPolicies.get(i.authPolicyId)?.name ?? i.authPolicyId),
     externalId: i.externalId,
-    disabled: i.disabled,
-    disabledAt: null,
-    disabledUntil: null,
+    // A lock after failed password logins shows as OpenZiti shows it: disabled, since and until when (null: until enabled).
+    disabled: i.disabled || locked,
+    disabledAt: locked ? lock!.lockedAt : null,
+    disabledUntil: locked ? lock!.lockedUntil : null,
     permissions: [],
     appData: i.appData,
   };

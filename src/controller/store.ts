@@ -218,6 +218,52 @@ export interface PostureDataRecord {
   updatedAt: string;
 }
 
+/**
+ * An authentication policy (OpenZiti's shape): which primary methods its
+ * identities may use, the updb password rules and lockout, and whether a
+ * second factor is required. The built-in `default` (id "default") always
+ * exists and cannot be deleted.
+ */
+export interface AuthPolicyRecord {
+  id: string;
+  name: string;
+  primary: {
+    cert: { allowed: boolean; allowExpiredCerts: boolean };
+    extJwt: { allowed: boolean; allowedSigners: string[] };
+    updb: {
+      allowed: boolean;
+      minPasswordLength: number;
+      requireMixedCase: boolean;
+      requireNumberChar: boolean;
+      requireSpecialChar: boolean;
+      /** Failed password logins in a row that lock the identity; 0: never locked. */
+      maxAttempts: number;
+      /** How long a lock lasts; 0: until an admin enables the identity. */
+      lockoutDurationMinutes: number;
+    };
+  };
+  secondary: { requireTotp: boolean; requireExtJwtSigner: string | null };
+  tags: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Failed password logins of an identity, and its lock once they reach the policy's maxAttempts. */
+export interface LockoutRecord {
+  identityId: string;
+  /** Failures since the last success or lock. */
+  failedAttempts: number;
+  /** Set while locked (after maxAttempts failures). */
+  lockedAt: string | null;
+  /** When the lock ends; null while lockedAt is set: until an admin enables the identity. */
+  lockedUntil: string | null;
+}
+
+/** Is the identity of `lock` locked at `now`? */
+export function isLocked(lock: LockoutRecord | undefined, now: number): boolean {
+  return lock?.lockedAt != null && (lock.lockedUntil === null || Date.parse(lock.lockedUntil) > now);
+}
+
 /** What an `@id` selector of a role list names. */
 export type RoleTarget = 'identity' | 'service' | 'edgeRouter' | 'postureCheck';
 
@@ -336,6 +382,9 @@ export class Store {
   readonly postureChecks: NamedCollection<PostureCheckRecord>;
   /** identity id → its latest posture data. */
   readonly postureData: Database<PostureDataRecord, string>;
+  readonly authPolicies: NamedCollection<AuthPolicyRecord>;
+  /** identity id → its failed password logins and lock. */
+  readonly lockouts: Database<LockoutRecord, string>;
   /** Called after every committed write (routers waiting for policy changes re-check). */
   private readonly changeListeners = new Set<() => void>();
 
@@ -343,7 +392,7 @@ export class Store {
     const path = join(dir, 'db');
     mkdirSync(path, { recursive: true, mode: 0o700 });
     try {
-      this.root = open({ path, maxDbs: 32, compression: false });
+      this.root = open({ path, maxDbs: 64, compression: false });
     } catch (err) {
       throw new EdgeError('ERR_STORE', `cannot open the store at ${path}: ${(err as Error).message}`, { cause: err });
     }
@@ -374,6 +423,8 @@ export class Store {
     this.serviceEdgeRouterPolicies = new NamedCollection(db('serviceEdgeRouterPolicies'), db('idx.serviceEdgeRouterPolicy.name'), 'a service edge router policy');
     this.postureChecks = new NamedCollection(db('postureChecks'), db('idx.postureCheck.name'), 'a posture check');
     this.postureData = db('postureData');
+    this.authPolicies = new NamedCollection(db('authPolicies'), db('idx.authPolicy.name'), 'an auth policy');
+    this.lockouts = db('lockouts');
   }
 
   /** Runs `fn` in one write transaction (rolled back if it throws), then waits for the flush. */
@@ -437,6 +488,7 @@ export class Store {
       if (identity.externalId !== null && this.identityByExternalId.get(identity.externalId) !== undefined) {
         throw new EdgeError('ERR_NAME_IN_USE', `externalId "${identity.externalId}" is already used by another identity`, { details: { field: 'externalId' } });
       }
+      this.checkAuthPolicy(identity);
       for (const a of authenticators) this.checkAuthenticatorFree(a);
       for (const e of enrollments) this.checkEnrollmentFree(e);
       void this.identities.put(identity.id, identity);
@@ -452,6 +504,7 @@ export class Store {
     return this.write(() => {
       const prev = this.identities.get(next.id);
       if (prev === undefined) throw new EdgeError('ERR_NOT_FOUND', `identity ${next.id} not found`);
+      this.checkAuthPolicy(next);
       if (prev.name !== next.name) {
         if (this.identityByName.get(next.name) !== undefined) {
           throw new EdgeError('ERR_NAME_IN_USE', `an identity named "${next.name}" already exists`, { details: { field: 'name' } });
@@ -472,7 +525,7 @@ export class Store {
 
   /**
    * Deletes an identity and everything hanging off it: API sessions,
-   * authenticators, enrollments, MFA configuration, posture data, and the `@id` selectors
+   * authenticators, enrollments, MFA configuration, posture data, lockout, and the `@id` selectors
    * of policies that named it. Returns false if absent.
    */
   deleteIdentity(id: string): Promise<boolean> {
@@ -491,6 +544,7 @@ export class Store {
     for (const e of this.enrollmentsOf(id)) this.removeEnrollment(e);
     void this.mfa.remove(id);
     void this.postureData.remove(id);
+    void this.lockouts.remove(id);
     void this.identityByName.remove(identity.name);
     if (identity.externalId !== null) void this.identityByExternalId.remove(identity.externalId);
     void this.identities.remove(id);
@@ -886,6 +940,87 @@ export class Store {
     return this.write(() => {
       if (this.identities.get(identityId) === undefined) throw new EdgeError('ERR_UNAUTHORIZED', 'the identity of this API session no longer exists');
       void this.postureData.put(identityId, update(this.postureData.get(identityId)));
+    });
+  }
+
+  // ---- auth policies and lockouts ----------------------------------------
+
+  private checkAuthPolicy(identity: IdentityRecord): void {
+    if (this.authPolicies.get(identity.authPolicyId) === undefined) {
+      throw new EdgeError('ERR_NOT_FOUND', `authPolicyId: auth policy ${identity.authPolicyId} not found`, { details: { field: 'authPolicyId' } });
+    }
+  }
+
+  /** Stores `policy` unless a policy with its id exists (the built-in default, on every start). */
+  ensureAuthPolicy(policy: AuthPolicyRecord): Promise<void> {
+    return this.write(() => { if (this.authPolicies.get(policy.id) === undefined) this.authPolicies.insert(policy); });
+  }
+
+  createAuthPolicy(policy: AuthPolicyRecord): Promise<void> {
+    return this.write(() => { this.authPolicies.insert(policy); });
+  }
+
+  updateAuthPolicy(next: AuthPolicyRecord): Promise<void> {
+    return this.write(() => { this.authPolicies.replace(next); });
+  }
+
+  /** Deletes an auth policy no identity uses; the built-in default stays. */
+  deleteAuthPolicy(id: string): Promise<boolean> {
+    return this.write(() => {
+      const policy = this.authPolicies.get(id);
+      if (policy === undefined) return false;
+      if (id === 'default') throw new EdgeError('ERR_CONFLICT', 'the default auth policy cannot be deleted');
+      const users = this.listIdentities().filter((i) => i.authPolicyId === id).map((i) => i.name);
+      if (users.length > 0) {
+        const shown = users.slice(0, 5).map((n) => `"${n}"`).join(', ') + (users.length > 5 ? ', …' : '');
+        throw new EdgeError('ERR_CONFLICT', `auth policy "${policy.name}" is used by ${users.length} identit${users.length === 1 ? 'y' : 'ies'} (${shown}); give them another policy first`);
+      }
+      this.authPolicies.remove(policy);
+      return true;
+    });
+  }
+
+  /**
+   * Counts a failed password login; at `maxAttempts` (> 0) the identity is
+   * locked for `lockoutDurationMinutes` (0: until enabled). A lock that has
+   * run out starts the count afresh. Returns the record as stored.
+   */
+  recordLoginFailure(identityId: string, maxAttempts: number, lockoutDurationMinutes: number, now: Date): Promise<LockoutRecord> {
+    return this.write(() => {
+      const prev = this.lockouts.get(identityId);
+      const base = prev === undefined || (prev.lockedAt !== null && !isLocked(prev, now.getTime())) ? { identityId, failedAttempts: 0, lockedAt: null, lockedUntil: null } : prev;
+      let next: LockoutRecord = { ...base, failedAttempts: base.failedAttempts + 1 };
+      if (next.failedAttempts >= maxAttempts) {
+        const until = lockoutDurationMinutes > 0 ? new Date(now.getTime() + lockoutDurationMinutes * 60_000).toISOString() : null;
+        next = { identityId, failedAttempts: 0, lockedAt: now.toISOString(), lockedUntil: until };
+      }
+      void this.lockouts.put(identityId, next);
+      return next;
+    });
+  }
+
+  /** Forgets failed logins and any lock (a successful login, or an admin enabling the identity). */
+  clearLockout(identityId: string): Promise<void> {
+    return this.write(() => { void this.lockouts.remove(identityId); });
+  }
+
+  /** Clears an identity's lock and its disabled flag (POST /identities/ID/enable). */
+  enableIdentity(id: string, at: string): Promise<boolean> {
+    return this.write(() => {
+      const identity = this.identities.get(id);
+      if (identity === undefined) return false;
+      void this.lockouts.remove(id);
+      if (identity.disabled) void this.identities.put(id, { ...identity, disabled: false, updatedAt: at });
+      return true;
+    });
+  }
+
+  /** Replaces an authenticator (a new password hash); its username and fingerprint stay. */
+  updateAuthenticator(next: AuthenticatorRecord): Promise<void> {
+    return this.write(() => {
+      const prev = this.authenticators.get(next.id);
+      if (prev === undefined) throw new EdgeError('ERR_NOT_FOUND', `authenticator ${next.id} not found`);
+      void this.authenticators.put(next.id, { ...next, username: prev.username, fingerprint: prev.fingerprint });
     });
   }
 

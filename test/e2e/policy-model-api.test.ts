@@ -3,7 +3,8 @@
  * end on the real bundled controller process over HTTPS: edge router
  * policies and service edge router policies, posture checks (and service
  * policies that require them), posture responses from identities and the
- * posture data an admin reads back. Answers are checked against
+ * posture data an admin reads back; authentication policies (methods,
+ * password rules, lockout, expired certificates). Answers are checked against
  * OpenZiti's definitions; every refused input must get its 4xx code and
  * change nothing; deletes cascade into the policies that named what was
  * deleted; the CLI verbs run as a user runs them.
@@ -11,6 +12,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
 import { adminCalls, adminToken, api, assertSpec, removeDir, runCli, startControllerProcess, tempDir, type AdminCalls, type ControllerProcess } from '../helpers/controller.js';
 
 const M = '/edge/management/v1';
@@ -61,6 +64,22 @@ async function sessionOf(username: string, password: string): Promise<string> {
   const r = await login(username, password);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body.data.token as string;
+}
+
+/** An identity enrolled with a one-time token on `c`: its certificate chain and key, for method=cert. */
+async function certIdentity(c: { url: string; ca: string }, t: string, name: string, extra: Record<string, unknown> = {}): Promise<{ id: string; cert: string; key: string }> {
+  const created = await api(c, 'POST', `${M}/identities`, { token: t, body: { name, isAdmin: false, enrollment: { ott: true }, ...extra } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const id = created.body.data.id as string;
+  const ott = (await api(c, 'GET', `${M}/identities/${id}`, { token: t })).body.data.enrollment.ott.token;
+  const key = generatePrivateKeyPem('ec-p256');
+  const r = await api(c, 'POST', `${C}/enroll?method=ott&token=${ott}`, { rawBody: await createCsr(FileKeyStore.fromPem(key, 'mem'), 'CN=x'), contentType: 'application/x-pem-file' });
+  assert.equal(r.status, 200, String(r.body));
+  return { id, cert: String(r.body), key };
+}
+
+function certLogin(c: { url: string; ca: string }, who: { cert: string; key: string }, prefix = C) {
+  return api(c, 'POST', `${prefix}/authenticate?method=cert`, { body: {}, trust: { cert: who.cert, key: who.key } });
 }
 
 /** PATCH/PUT/DELETE under the management API; returns the status. */
@@ -451,5 +470,213 @@ describe('posture responses and posture data', () => {
     assert.deepEqual(await postureData(), before);
     assert.equal((await api(ctrl, 'GET', `${M}/identities/${device}/posture-data`, { token: session })).status, 403, 'the management read is for admins');
     assert.equal(await send('GET', '/identities/nope/posture-data'), 404);
+  });
+});
+
+// ---- authentication policies --------------------------------------------------------
+
+describe('auth policies', () => {
+  const refusedLogin = (r: { status: number; body: any }, code: string, message?: RegExp) => {
+    assert.equal(r.status, 401, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, code, JSON.stringify(r.body));
+    if (message !== undefined) assert.match(r.body.error.message, message);
+  };
+
+  test('the built-in default exists; create fills what a body leaves out; patch keeps, put resets', async () => {
+    const def = await get('/auth-policies/default');
+    assertSpec('detailAuthPolicyEnvelope', def);
+    assert.equal(def.data.name, 'Default');
+    assert.deepEqual(def.data.primary.updb, { allowed: true, minPasswordLength: 5, requireMixedCase: false, requireNumberChar: false, requireSpecialChar: false, maxAttempts: 0, lockoutDurationMinutes: 0 });
+    assert.deepEqual(def.data.primary.cert, { allowed: true, allowExpiredCerts: false });
+    assert.deepEqual(def.data.secondary, { requireTotp: false, requireExtJwtSigner: null });
+    const full = {
+      name: 'ap-full',
+      primary: { cert: { allowed: true, allowExpiredCerts: true }, extJwt: { allowed: false, allowedSigners: [] }, updb: { allowed: true, minPasswordLength: 12, requireMixedCase: true, requireNumberChar: true, requireSpecialChar: true, maxAttempts: 5, lockoutDurationMinutes: 15 } },
+      secondary: { requireTotp: true, requireExtJwtSigner: null },
+      tags: { team: 'ot' },
+    };
+    assertSpec('authPolicyCreate', full);
+    const id = await post('/auth-policies', full);
+    const d = await get(`/auth-policies/${id}`);
+    assertSpec('detailAuthPolicyEnvelope', d);
+    assert.deepEqual([d.data.primary, d.data.secondary, d.data.tags], [full.primary, full.secondary, full.tags]);
+    const partial = await post('/auth-policies', { name: 'ap-partial', primary: { updb: { allowed: false } } });
+    const pd = (await get(`/auth-policies/${partial}`)).data;
+    assert.deepEqual([pd.primary.updb.allowed, pd.primary.updb.minPasswordLength, pd.primary.cert.allowed, pd.secondary.requireTotp], [false, 5, true, false]);
+    assert.equal(await send('PATCH', `/auth-policies/${id}`, { primary: { updb: { maxAttempts: 7 } }, secondary: { requireTotp: null } }), 200);
+    let p = (await get(`/auth-policies/${id}`)).data;
+    assert.deepEqual([p.primary.updb.maxAttempts, p.primary.updb.minPasswordLength, p.secondary.requireTotp, p.primary.cert.allowExpiredCerts], [7, 12, true, true]);
+    assert.equal(await send('PUT', `/auth-policies/${id}`, { name: 'ap-full', primary: { cert: { allowed: false } } }), 200);
+    p = (await get(`/auth-policies/${id}`)).data;
+    assert.deepEqual([p.primary.cert.allowed, p.primary.updb.maxAttempts, p.secondary.requireTotp, p.tags], [false, 0, false, {}]);
+    const list = await get('/auth-policies');
+    assertSpec('listAuthPoliciesEnvelope', list);
+    assert.deepEqual(list.data.map((x: any) => x.name), ['Default', 'ap-full', 'ap-partial']);
+    assert.equal((await get('/summary')).data.authPolicies, 3);
+    assert.equal(await send('DELETE', `/auth-policies/${partial}`), 200);
+  });
+
+  test('bad policies, unknown policies on identities and deleting what is in use are refused and change nothing', async () => {
+    const name = uniq('ap');
+    const inUse = await post('/auth-policies', { name: uniq('ap-used') });
+    await post('/identities', { name: uniq('ap-user'), isAdmin: false, authPolicyId: inUse });
+    const other = await post('/identities', { name: uniq('ap-user'), isAdmin: false });
+    await refusedAll([
+      ['POST', '/auth-policies', { name, primary: { updb: { minPasswordLength: 3 } } }, 400, 'ERR_INVALID_ARGUMENT', /minPasswordLength/],
+      ['POST', '/auth-policies', { name, primary: { updb: { maxAttempts: -1 } } }, 400, 'ERR_INVALID_ARGUMENT', /maxAttempts/],
+      ['POST', '/auth-policies', { name, primary: { cert: { allowed: 'no' } } }, 400, 'ERR_INVALID_ARGUMENT', /allowed/],
+      ['POST', '/auth-policies', { name, primary: { cert: { allowed: false }, updb: { allowed: false }, extJwt: { allowed: false } } }, 400, 'ERR_INVALID_ARGUMENT', /primary: at least one of cert, updb or extJwt/],
+      ['POST', '/auth-policies', { name, primary: { extJwt: { allowedSigners: ['okta'] } } }, 404, 'ERR_NOT_FOUND', /primary\.extJwt\.allowedSigners: no external JWT signer "okta"/],
+      ['POST', '/auth-policies', { name, secondary: { requireExtJwtSigner: 'okta' } }, 404, 'ERR_NOT_FOUND', /secondary\.requireExtJwtSigner/],
+      ['POST', '/auth-policies', { primary: {} }, 400, 'ERR_INVALID_ARGUMENT'],
+      ['POST', '/auth-policies', { name: 'Default' }, 409, 'ERR_NAME_IN_USE'],
+      ['DELETE', '/auth-policies/default', undefined, 409, 'ERR_CONFLICT', /default auth policy cannot be deleted/],
+      ['DELETE', `/auth-policies/${inUse}`, undefined, 409, 'ERR_CONFLICT', /is used by 1 identity \("ap-user-\d+"\); give them another policy first/],
+      ['POST', '/identities', { name: uniq('ap-user'), isAdmin: false, authPolicyId: 'nope' }, 404, 'ERR_NOT_FOUND', /authPolicyId: auth policy nope not found/],
+      ['PATCH', `/identities/${other}`, { authPolicyId: 'nope' }, 404, 'ERR_NOT_FOUND', /authPolicyId/],
+    ]);
+    assert.equal((await get(`/identities/${other}`)).data.authPolicyId, 'default');
+    assert.equal(await send('PATCH', `/identities/${other}`, { authPolicyId: inUse }), 200);
+    const d = (await get(`/identities/${other}`)).data;
+    assertSpec('identityDetail', d);
+    assert.equal(d.authPolicyId, inUse);
+    assert.equal(d.authPolicy.name, (await get(`/auth-policies/${inUse}`)).data.name);
+    assert.equal((await get(`/identities?${q(`authPolicyId = "${inUse}"`)}`)).data.length, 2);
+  });
+
+  test('a cert-only policy refuses password logins; an updb-only policy refuses certificate logins', async () => {
+    const certOnly = await post('/auth-policies', { name: uniq('cert-only'), primary: { updb: { allowed: false } } });
+    const updbOnly = await post('/auth-policies', { name: uniq('updb-only'), primary: { cert: { allowed: false } } });
+    const pwUser = await userWithPassword('ap-pw-user', 'pw-user-pass');
+    const certUser = await certIdentity(ctrl, token, 'ap-cert-user');
+    assert.equal((await login('ap-pw-user', 'pw-user-pass')).status, 200);
+    assert.equal((await certLogin(ctrl, certUser)).status, 200);
+    assert.equal(await send('PATCH', `/identities/${pwUser}`, { authPolicyId: certOnly }), 200);
+    assert.equal(await send('PATCH', `/identities/${certUser.id}`, { authPolicyId: updbOnly }), 200);
+    refusedLogin(await login('ap-pw-user', 'pw-user-pass'), 'ERR_AUTH_METHOD_NOT_ALLOWED', /auth policy "cert-only-\d+" of identity "ap-pw-user" does not allow password \(method=password\) authentication/);
+    refusedLogin(await login('ap-pw-user', 'wrong-pass'), 'ERR_INVALID_AUTH', /invalid username or password/);
+    refusedLogin(await certLogin(ctrl, certUser), 'ERR_AUTH_METHOD_NOT_ALLOWED', /does not allow certificate \(method=cert\) authentication/);
+    // The same on the management API (an admin under a cert-only policy).
+    const admin = await userWithPassword('ap-admin', 'admin-pass-2', { isAdmin: true, authPolicyId: certOnly });
+    const m = await api(ctrl, 'POST', `${M}/authenticate?method=password`, { body: { username: 'ap-admin', password: 'admin-pass-2' } });
+    refusedLogin(m, 'ERR_AUTH_METHOD_NOT_ALLOWED');
+    assertSpec('apiErrorEnvelope', m.body);
+    assert.equal(await send('PATCH', `/identities/${admin}`, { authPolicyId: 'default' }), 200);
+    assert.equal((await api(ctrl, 'POST', `${M}/authenticate?method=password`, { body: { username: 'ap-admin', password: 'admin-pass-2' } })).status, 200);
+    assert.equal(await send('PATCH', `/identities/${certUser.id}`, { authPolicyId: 'default' }), 200);
+    assert.equal((await certLogin(ctrl, certUser)).status, 200);
+  });
+
+  test('updb password rules apply at enrollment and at a password change', async () => {
+    const strict = await post('/auth-policies', { name: uniq('strict'), primary: { updb: { minPasswordLength: 10, requireMixedCase: true, requireNumberChar: true, requireSpecialChar: true } } });
+    const id = await post('/identities', { name: 'ap-strict', isAdmin: false, enrollment: { updb: 'ap-strict' }, authPolicyId: strict });
+    const ott = (await get(`/identities/${id}`)).data.enrollment.updb.token;
+    const weak = await api(ctrl, 'POST', `${C}/enroll/updb?token=${ott}`, { body: { password: 'short' } });
+    assert.equal(weak.status, 400);
+    assert.equal(weak.body.error.code, 'ERR_PASSWORD_POLICY');
+    assert.match(weak.body.error.message, /have 10 to 100 characters, mix lower- and upper-case letters, contain a digit, contain a character that is neither a letter nor a digit/);
+    const almost = await api(ctrl, 'POST', `${C}/enroll/updb?token=${ott}`, { body: { password: 'Longenough1' } });
+    assert.match(almost.body.error.message, /^the password must contain a character that is neither/);
+    assert.ok((await get(`/identities/${id}`)).data.enrollment.updb, 'the token is still unused');
+    assert.equal((await api(ctrl, 'POST', `${C}/enroll/updb?token=${ott}`, { body: { password: 'Longenough1!' } })).status, 200);
+    const t = await sessionOf('ap-strict', 'Longenough1!');
+    const authenticatorId = (await get(`/identities/${id}`)).data.authenticators.updb.id;
+    const change = (body: unknown) => api(ctrl, 'PUT', `${C}/current-identity/authenticators/${authenticatorId}`, { token: t, body });
+    const wrong = await change({ currentPassword: 'nope-nope-1!', password: 'Another-one-2' });
+    assert.deepEqual([wrong.status, wrong.body.error.code], [401, 'ERR_INVALID_AUTH']);
+    const weakChange = await change({ currentPassword: 'Longenough1!', password: 'alllowercase' });
+    assert.deepEqual([weakChange.status, weakChange.body.error.code], [400, 'ERR_PASSWORD_POLICY']);
+    assert.equal((await change({ currentPassword: 'Longenough1!', password: 'Another-one-2' })).status, 200);
+    refusedLogin(await login('ap-strict', 'Longenough1!'), 'ERR_INVALID_AUTH');
+    assert.equal((await login('ap-strict', 'Another-one-2')).status, 200);
+    const foreign = await api(ctrl, 'PUT', `${C}/current-identity/authenticators/${authenticatorId}`, { token, body: { currentPassword: 'x', password: 'y' } });
+    assert.equal(foreign.status, 404, 'only the identity\'s own authenticators');
+  });
+
+  test('maxAttempts wrong passwords lock the identity (every method) until the lock ends or an admin enables it', async () => {
+    const strictLock = await post('/auth-policies', { name: uniq('lock'), primary: { updb: { maxAttempts: 3, lockoutDurationMinutes: 1 } } });
+    const id = await userWithPassword('ap-locked', 'right-pass-1', { authPolicyId: strictLock });
+    // Failures in a row: a success in between starts the count again.
+    for (let i = 0; i < 2; i++) refusedLogin(await login('ap-locked', 'wrong-pass'), 'ERR_INVALID_AUTH');
+    assert.equal((await login('ap-locked', 'right-pass-1')).status, 200);
+    for (let i = 0; i < 2; i++) refusedLogin(await login('ap-locked', 'wrong-pass'), 'ERR_INVALID_AUTH');
+    const t0 = Date.now();
+    refusedLogin(await login('ap-locked', 'wrong-pass'), 'ERR_AUTH_LOCKED', /invalid username or password; after 3 failed attempts in a row, identity "ap-locked" is locked until /);
+    refusedLogin(await login('ap-locked', 'right-pass-1'), 'ERR_AUTH_LOCKED', /identity "ap-locked" is locked after too many failed password logins, until /);
+    const d = (await get(`/identities/${id}`)).data;
+    assertSpec('identityDetail', d);
+    assert.equal(d.disabled, true);
+    assert.ok(Math.abs(Date.parse(d.disabledUntil) - (t0 + 60_000)) < 5_000, d.disabledUntil);
+    assert.ok(d.disabledAt !== null);
+    assert.equal(await send('POST', `/identities/${id}/enable`), 200);
+    assert.equal((await get(`/identities/${id}`)).data.disabled, false);
+    assert.equal((await login('ap-locked', 'right-pass-1')).status, 200);
+    assert.equal(await send('POST', '/identities/nope/enable'), 404);
+    // lockoutDurationMinutes 0: locked until enabled; the certificate is refused too.
+    const forever = await post('/auth-policies', { name: uniq('lock-forever'), primary: { updb: { maxAttempts: 1, lockoutDurationMinutes: 0 } } });
+    const both = await certIdentity(ctrl, token, 'ap-locked-both', { authPolicyId: forever });
+    const username = 'ap-locked-both-pw';
+    const withPw = await userWithPassword(username, 'right-pass-2', { authPolicyId: forever });
+    refusedLogin(await login(username, 'wrong'), 'ERR_AUTH_LOCKED', /locked until an admin enables it \(POST \/edge\/management\/v1\/identities\/\S+\/enable\)/);
+    assert.equal((await get(`/identities/${withPw}`)).data.disabledUntil, null);
+    refusedLogin(await login(username, 'right-pass-2'), 'ERR_AUTH_LOCKED');
+    assert.equal((await certLogin(ctrl, both)).status, 200, 'another identity is not affected');
+    assert.equal(await send('POST', `/identities/${withPw}/enable`), 200);
+    assert.equal((await login(username, 'right-pass-2')).status, 200);
+  });
+
+  test('CLI: create, list, assign and delete auth policies', () => {
+    const env = { ZTEDGE_CONFIG_DIR: join(dir, 'cli-ap') };
+    const cli = (...args: string[]) => runCli(args, env, dir);
+    assert.equal(cli('edge', 'login', ctrl.url, '-u', 'admin', '--password-file', join(ctrl.dataDir, 'admin.password'), '-y').code, 0);
+    let r = cli('edge', 'create', 'auth-policy', 'cli-ap', '--no-updb', '--require-totp', '--max-attempts', '4', '--lockout-minutes', '10');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /New auth policy cli-ap created with id: \S+/);
+    r = cli('edge', 'list', 'auth-policies', 'name = "cli-ap"');
+    assert.match(r.stdout, /^ID\s+NAME\s+METHODS\s+TOTP\s+LOCKOUT/m);
+    assert.match(r.stdout, /cli-ap\s+cert\s+true\s+4 tries\/10 min/);
+    r = cli('edge', 'create', 'identity', 'device', 'cli-ap-dev', '--auth-policy', 'cli-ap');
+    assert.equal(r.code, 0, r.stderr);
+    r = cli('edge', 'list', 'identities', 'name = "cli-ap-dev"', '--json');
+    assert.equal(JSON.parse(r.stdout)[0].authPolicy.name, 'cli-ap');
+    r = cli('edge', 'delete', 'auth-policy', 'cli-ap');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /ERR_CONFLICT/);
+    r = cli('edge', 'update', 'identity', 'cli-ap-dev', '--auth-policy', 'default');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Updated identity cli-ap-dev \(\S+\): authPolicyId/);
+    r = cli('edge', 'delete', 'auth-policy', 'cli-ap');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(cli('edge', 'update', 'identity', 'cli-ap-dev').code, 2);
+    assert.equal(cli('edge', 'create', 'auth-policy', 'x', '--max-attempts', 'many').code, 2);
+    r = cli('edge', 'update', 'identity', 'cli-ap-dev', '--auth-policy', 'nope');
+    assert.equal(r.code, 2);
+  });
+});
+
+describe('expired certificates', () => {
+  let short: ControllerProcess;
+  let shortToken: string;
+
+  before(async () => {
+    // Certificates valid for ~3 s.
+    short = await startControllerProcess(join(dir, 'ctrl-short-certs'), ['--cert-days', '0.000035']);
+    shortToken = await adminToken(short);
+  });
+
+  after(async () => { await short?.stop(); });
+
+  test('an expired certificate we issued is refused, unless the identity\'s policy allows expired certificates', async () => {
+    const who = await certIdentity(short, shortToken, 'expiring');
+    assert.equal((await certLogin(short, who)).status, 200);
+    await sleep(3_500);
+    const refused = await certLogin(short, who);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.error.code, 'ERR_INVALID_AUTH');
+    assert.match(refused.body.error.message, /has expired \(the auth policy "Default" of identity "expiring" does not allow expired certificates\)/);
+    const lenient = await api(short, 'POST', `${M}/auth-policies`, { token: shortToken, body: { name: 'lenient', primary: { cert: { allowed: true, allowExpiredCerts: true } } } });
+    assert.equal(lenient.status, 201);
+    assert.equal((await api(short, 'PATCH', `${M}/identities/${who.id}`, { token: shortToken, body: { authPolicyId: lenient.body.data.id } })).status, 200);
+    assert.equal((await certLogin(short, who)).status, 200);
   });
 });

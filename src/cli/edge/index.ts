@@ -1,8 +1,9 @@
 /**
  * `ztedge edge …`: the management CLI, with the verbs of `ziti edge …`
- * (login, create, list, delete) over the management REST API: identities,
- * CAs and enrollments; edge routers, configs, services, service policies,
- * edge router policies, service edge router policies and posture checks.
+ * (login, create, list, update, delete) over the management REST API:
+ * identities, CAs and enrollments; edge routers, configs, services, service
+ * policies, edge router policies, service edge router policies, posture
+ * checks and auth policies.
  */
 import { promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
@@ -23,6 +24,8 @@ Manage the overlay through the controller's management API.
         --role-attributes a,b   --admin   --updb USERNAME   --external-id ID
         -o FILE (write the enrollment JWT)   --qr (print it as a QR code)
         --ottca CA_NAME_OR_ID (enroll with a certificate from a registered 3rd-party CA)
+        --auth-policy NAME_OR_ID (default: the built-in "Default")
+  update identity NAME|ID [--auth-policy NAME_OR_ID] [--role-attributes a,b]
   create ca NAME CERT.pem [--identity-roles a,b] [--no-auth] [--no-ottca]   register a 3rd-party CA
   verify ca NAME|ID --cert PROOF.pem                  prove the CA's key: a cert with CN = its verificationToken
   create edge-router NAME [--role-attributes a,b] [--tunneler-enabled] [-o router.jwt]
@@ -41,6 +44,10 @@ Manage the overlay through the controller's management API.
         process --path /usr/bin/x [--os-type Linux] [--hash SHA512,…] [--signer SHA1]
         process-multi --path /a --path /b [--semantic AllOf|AnyOf] [--os-type Linux]
         domain --domains corp.example,…              mfa [--timeout-seconds N] [--prompt-on-wake] [--prompt-on-unlock]
+  create auth-policy NAME [--no-cert] [--no-updb] [--no-ext-jwt] [--allow-expired-certs] [--require-totp]
+        [--min-password-length N] [--require-mixed-case] [--require-number] [--require-special]
+        [--max-attempts N] [--lockout-minutes N]      which logins its identities may use (0 attempts: no lockout;
+                                                      0 minutes: locked until an admin enables the identity)
   list identities [FILTER]                            e.g. 'name contains "plc"'
   list enrollments [FILTER]
   list cas [FILTER]
@@ -51,12 +58,13 @@ Manage the overlay through the controller's management API.
   list edge-router-policies [FILTER]
   list service-edge-router-policies [FILTER]
   list posture-checks [FILTER]                        e.g. 'typeId = "MAC"'
+  list auth-policies [FILTER]
   list summary
   delete identity NAME|ID
   delete ca NAME|ID
   delete enrollment ID | where FILTER                 e.g. delete enrollment where 'identity="ID"'
   delete edge-router|config|service|service-policy NAME|ID
-  delete edge-router-policy|service-edge-router-policy|posture-check NAME|ID
+  delete edge-router-policy|service-edge-router-policy|posture-check|auth-policy NAME|ID
 
   --json   print JSON instead of a table (list)
 
@@ -82,6 +90,10 @@ const OPTIONS = {
   'mac-addresses': { type: 'string' }, os: { type: 'string', multiple: true }, path: { type: 'string', multiple: true }, 'os-type': { type: 'string' },
   hash: { type: 'string' }, signer: { type: 'string' }, domains: { type: 'string' }, 'timeout-seconds': { type: 'string' },
   'prompt-on-wake': { type: 'boolean' }, 'prompt-on-unlock': { type: 'boolean' },
+  'auth-policy': { type: 'string' }, 'no-cert': { type: 'boolean' }, 'no-updb': { type: 'boolean' }, 'no-ext-jwt': { type: 'boolean' },
+  'allow-expired-certs': { type: 'boolean' }, 'require-totp': { type: 'boolean' }, 'min-password-length': { type: 'string' },
+  'require-mixed-case': { type: 'boolean' }, 'require-number': { type: 'boolean' }, 'require-special': { type: 'boolean' },
+  'max-attempts': { type: 'string' }, 'lockout-minutes': { type: 'string' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -90,7 +102,7 @@ const IDENTITY_TYPES: Record<string, string> = { device: 'Device', service: 'Ser
 
 export const edgeCommand: Command = {
   name: 'edge',
-  summary: 'manage identities, routers, services and policies (login, create, list, delete)',
+  summary: 'manage identities, routers, services and policies (login, create, list, update, delete)',
   help: HELP,
   async run(argv) {
     const { values, positionals } = parse(argv, OPTIONS, 'edge');
@@ -101,6 +113,7 @@ export const edgeCommand: Command = {
       case 'logout': return doLogout();
       case 'create': return doCreate(noun, rest, values);
       case 'list': return doList(noun, rest, values);
+      case 'update': return doUpdate(noun, rest, values);
       case 'delete': return doDelete(noun, rest);
       case 'verify': return doVerify(noun, rest, values);
       default: throw new EdgeError('ERR_USAGE', `unknown verb "${verb}"\nRun "ztedge edge --help" for usage.`);
@@ -337,6 +350,51 @@ async function doCreatePostureCheck(rest: string[], v: Values): Promise<number> 
   return 0;
 }
 
+/** A whole number option (undefined when not given). */
+function wholeNumber(v: Values, flag: string): number | undefined {
+  const x = str(v[flag]);
+  if (x !== undefined && !/^\d+$/.test(x)) throw new EdgeError('ERR_USAGE', `--${flag} must be a whole number, not "${x}"`);
+  return x === undefined ? undefined : Number(x);
+}
+
+async function doCreateAuthPolicy(rest: string[], v: Values): Promise<number> {
+  const [name] = rest;
+  if (name === undefined || rest.length !== 1) throw new EdgeError('ERR_USAGE', 'usage: ztedge edge create auth-policy NAME [--no-cert] [--no-updb] [--require-totp] … (see --help)');
+  const updb: Record<string, unknown> = {
+    allowed: v['no-updb'] !== true, requireMixedCase: v['require-mixed-case'] === true,
+    requireNumberChar: v['require-number'] === true, requireSpecialChar: v['require-special'] === true,
+    minPasswordLength: wholeNumber(v, 'min-password-length'), maxAttempts: wholeNumber(v, 'max-attempts'), lockoutDurationMinutes: wholeNumber(v, 'lockout-minutes'),
+  };
+  const client = await ManagementClient.fromState();
+  const created = await client.call<{ id: string }>('POST', '/auth-policies', {
+    name,
+    primary: {
+      cert: { allowed: v['no-cert'] !== true, allowExpiredCerts: v['allow-expired-certs'] === true },
+      extJwt: { allowed: v['no-ext-jwt'] !== true, allowedSigners: [] },
+      updb: Object.fromEntries(Object.entries(updb).filter(([, x]) => x !== undefined)),
+    },
+    secondary: { requireTotp: v['require-totp'] === true, requireExtJwtSigner: null },
+  });
+  out(`New auth policy ${name} created with id: ${created.id}`);
+  return 0;
+}
+
+async function doUpdate(noun: string | undefined, rest: string[], v: Values): Promise<number> {
+  const usage = 'usage: ztedge edge update identity NAME|ID [--auth-policy NAME_OR_ID] [--role-attributes a,b]';
+  if (noun !== 'identity' || rest.length !== 1) throw new EdgeError('ERR_USAGE', usage);
+  const client = await ManagementClient.fromState();
+  const target = await findOne(client, 'identities', rest[0]!, 'identity');
+  const patch: Record<string, unknown> = {};
+  const authPolicy = str(v['auth-policy']);
+  if (authPolicy !== undefined) patch.authPolicyId = String((await findOne(client, 'auth-policies', authPolicy, 'auth policy')).id);
+  const attrs = list(v['role-attributes']);
+  if (attrs !== undefined) patch.roleAttributes = attrs;
+  if (Object.keys(patch).length === 0) throw new EdgeError('ERR_USAGE', `nothing to change\n${usage}`);
+  await client.call('PATCH', `/identities/${String(target.id)}`, patch);
+  out(`Updated identity ${String(target.name)} (${String(target.id)}): ${Object.keys(patch).join(', ')}`);
+  return 0;
+}
+
 async function doCreate(noun: string | undefined, rest: string[], v: Values): Promise<number> {
   switch (noun) {
     case 'ca': return doCreateCa(rest, v);
@@ -346,8 +404,9 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
     case 'service-policy': return doCreateServicePolicy(rest, v);
     case 'edge-router-policy': case 'service-edge-router-policy': return doCreateRouterPolicy(noun, rest, v);
     case 'posture-check': return doCreatePostureCheck(rest, v);
+    case 'auth-policy': return doCreateAuthPolicy(rest, v);
     case 'identity': break;
-    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy, posture-check)\nRun "ztedge edge --help" for usage.`);
+    default: throw new EdgeError('ERR_USAGE', `cannot create "${noun ?? ''}" (identity, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy, posture-check, auth-policy)\nRun "ztedge edge --help" for usage.`);
   }
   let type = 'Default';
   let name = rest[0];
@@ -369,6 +428,8 @@ async function doCreate(noun: string | undefined, rest: string[], v: Values): Pr
   if (ottcaKey !== undefined) body.enrollment = { ottca: String((await findOne(client, 'cas', ottcaKey, 'CA')).id) };
   const externalId = str(v['external-id']);
   if (externalId !== undefined) body.externalId = externalId;
+  const authPolicy = str(v['auth-policy']);
+  if (authPolicy !== undefined) body.authPolicyId = String((await findOne(client, 'auth-policies', authPolicy, 'auth policy')).id);
   const created = await client.call<{ id: string }>('POST', '/identities', body);
   const detail = await client.call<{ enrollment: Record<string, { jwt: string; expiresAt: string }> }>('GET', `/identities/${created.id}`);
   const enrollment = detail.enrollment[updb !== undefined ? 'updb' : ottcaKey !== undefined ? 'ottca' : 'ott'];
@@ -455,13 +516,20 @@ async function doList(noun: string | undefined, rest: string[], v: Values): Prom
       return listTable(client, 'posture-checks', filter, v, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['TYPE', (r) => r.typeId], ['ATTRIBUTES', (r) => r.roleAttributes],
         ['DATA', (r) => JSON.stringify(Object.fromEntries(Object.entries(r).filter(([k]) => !base.has(k))))]]);
     }
+    case 'auth-policies': case 'auth-policy': {
+      type P = { cert: { allowed: boolean }; updb: { allowed: boolean; maxAttempts: number; lockoutDurationMinutes: number } };
+      const methods = (r: Row): string => { const p = r.primary as P; return [p.cert.allowed ? 'cert' : '', p.updb.allowed ? 'updb' : ''].filter((m) => m !== '').join(',') || '-'; };
+      return listTable(client, 'auth-policies', filter, v, [['ID', (r) => r.id], ['NAME', (r) => r.name], ['METHODS', methods],
+        ['TOTP', (r) => (r.secondary as { requireTotp: boolean }).requireTotp],
+        ['LOCKOUT', (r) => { const u = (r.primary as P).updb; return u.maxAttempts === 0 ? '-' : `${u.maxAttempts} tries/${u.lockoutDurationMinutes === 0 ? 'until enabled' : `${u.lockoutDurationMinutes} min`}`; }]]);
+    }
     case 'summary': {
       const data = await client.call<Record<string, number>>('GET', '/summary');
       if (v.json === true) { out(JSON.stringify(data, null, 2)); return 0; }
       table(Object.entries(data).map(([k, n]) => ({ k, n })), [['ENTITY', (r) => r.k], ['COUNT', (r) => r.n]]);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, edge-router-policies, service-edge-router-policies, posture-checks, summary)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot list "${noun ?? ''}" (identities, enrollments, cas, edge-routers, configs, services, service-policies, edge-router-policies, service-edge-router-policies, posture-checks, auth-policies, summary)`);
   }
 }
 
@@ -486,6 +554,7 @@ const DELETABLE = {
   'edge-router-policy': { collection: 'edge-router-policies', what: 'edge router policy' },
   'service-edge-router-policy': { collection: 'service-edge-router-policies', what: 'service edge router policy' },
   'posture-check': { collection: 'posture-checks', what: 'posture check' },
+  'auth-policy': { collection: 'auth-policies', what: 'auth policy' },
 } as const;
 
 async function doDelete(noun: string | undefined, rest: string[]): Promise<number> {
@@ -520,7 +589,7 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted CA ${String(ca.name)} (${String(ca.id)})`);
       return 0;
     }
-    case 'edge-router': case 'config': case 'service': case 'service-policy': case 'edge-router-policy': case 'service-edge-router-policy': case 'posture-check': {
+    case 'edge-router': case 'config': case 'service': case 'service-policy': case 'edge-router-policy': case 'service-edge-router-policy': case 'posture-check': case 'auth-policy': {
       const { collection, what } = DELETABLE[noun];
       if (rest.length !== 1) throw new EdgeError('ERR_USAGE', `usage: ztedge edge delete ${noun} NAME|ID`);
       const target = await findOne(client, collection, rest[0]!, what);
@@ -528,6 +597,6 @@ async function doDelete(noun: string | undefined, rest: string[]): Promise<numbe
       out(`Deleted ${what} ${String(target.name)} (${String(target.id)})`);
       return 0;
     }
-    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy, posture-check)`);
+    default: throw new EdgeError('ERR_USAGE', `cannot delete "${noun ?? ''}" (identity, enrollment, ca, edge-router, config, service, service-policy, edge-router-policy, service-edge-router-policy, posture-check, auth-policy)`);
   }
 }

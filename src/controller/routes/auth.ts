@@ -2,6 +2,11 @@
  * Authentication: `POST …/authenticate?method=password|cert` on the
  * management API (admins only) and the client API (any identity), and the
  * current API session (read, logout).
+ *
+ * The identity's auth policy (auth-policy.ts) decides which method it may
+ * use, whether an expired certificate we issued still counts, and how many
+ * wrong passwords in a row lock it (LockoutRecord; a locked identity cannot
+ * log in by any method until the lock ends or an admin enables it).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -13,9 +18,10 @@ import type { TLSSocket } from 'node:tls';
 import { PROOF_CERT_HEADER, PROOF_SIGNATURE_HEADER, verifyExporterProof } from '../../keys/proof.js';
 import { certFingerprint } from '../pki.js';
 import { chainsToCa } from '../third-party-ca.js';
+import { authPolicyOf, requireMethodAllowed } from '../auth-policy.js';
 import { hashPassword, verifyPassword } from '../passwords.js';
 import { envelope, presentSession } from '../present.js';
-import type { AuthenticatorRecord, IdentityRecord } from '../store.js';
+import { isLocked, type AuthenticatorRecord, type IdentityRecord } from '../store.js';
 import { sessionToken } from './guard.js';
 
 const AuthQuery = Type.Object({ method: Type.Union([Type.Literal('password'), Type.Literal('cert')]) });
@@ -32,36 +38,77 @@ let decoyHash: Promise<string> | undefined;
 
 const INVALID = 'invalid username or password';
 
-async function authenticate(ctx: ControllerContext, req: FastifyRequest, method: 'password' | 'cert'): Promise<{ identity: IdentityRecord; authenticator: AuthenticatorRecord }> {
+interface Authenticated {
+  identity: IdentityRecord;
+  authenticator: AuthenticatorRecord;
+  /** A certificate this controller issued that has expired: it counts only where the identity's auth policy allows expired certificates. */
+  expired: boolean;
+}
+
+async function authenticate(ctx: ControllerContext, req: FastifyRequest, method: 'password' | 'cert', now: Date): Promise<Authenticated> {
   if (method === 'cert') {
-    const proven = exporterProof(ctx, req);
+    const proven = exporterProof(ctx, req, now);
     if (proven !== undefined) return proven;
     const peer = peerCertificate(req);
     if (peer === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'no client certificate was presented in the TLS handshake (nor an exporter proof)');
     const authenticator = ctx.store.authenticatorByFingerprint(certFingerprint(peer.raw));
+    let expired = false;
     if (!peer.authorized) {
-      // Not ours: acceptable only if a registered, verified CA with auth enabled vouches for it.
-      const ca = authenticator?.caId == null ? undefined : ctx.store.cas.get(authenticator.caId);
-      if (ca === undefined || !ca.isVerified || !ca.isAuthEnabled || !chainsToCa(peer.chain, ca.certPem, new Date())) {
-        throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate does not chain to this controller\'s CA or a registered 3rd-party CA, or has expired');
+      // Expired but otherwise ours (the very certificate we issued to this authenticator): the auth policy decides.
+      if (peer.authorizationError === 'CERT_HAS_EXPIRED' && authenticator !== undefined && authenticator.caId == null && issuedByUs(ctx, new X509Certificate(peer.raw))) {
+        expired = true;
+      } else {
+        // Not ours: acceptable only if a registered, verified CA with auth enabled vouches for it.
+        const ca = authenticator?.caId == null ? undefined : ctx.store.cas.get(authenticator.caId);
+        if (ca === undefined || !ca.isVerified || !ca.isAuthEnabled || !chainsToCa(peer.chain, ca.certPem, now)) {
+          throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate does not chain to this controller\'s CA or a registered 3rd-party CA, or has expired');
+        }
       }
     }
     const identity = authenticator && ctx.store.identities.get(authenticator.identityId);
     if (authenticator === undefined || identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'the client certificate belongs to no identity');
-    return { identity, authenticator };
+    return { identity, authenticator, expired };
   }
   const body = req.body as Static<typeof PasswordBody> | undefined;
   if (body === undefined || typeof body !== 'object') throw new EdgeError('ERR_INVALID_ARGUMENT', 'a JSON body {"username","password"} is required');
   const authenticator = ctx.store.authenticatorByUsername(body.username);
-  if (authenticator?.passwordHash == null) {
+  const identity = authenticator && ctx.store.identities.get(authenticator.identityId);
+  if (authenticator?.passwordHash == null || identity === undefined) {
     decoyHash ??= hashPassword('decoy-password');
     await verifyPassword(body.password, await decoyHash);
     throw new EdgeError('ERR_INVALID_AUTH', INVALID);
   }
-  if (!(await verifyPassword(body.password, authenticator.passwordHash))) throw new EdgeError('ERR_INVALID_AUTH', INVALID);
-  const identity = ctx.store.identities.get(authenticator.identityId);
-  if (identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', INVALID);
-  return { identity, authenticator };
+  // Locked: the password is not even tried, so guessing cannot go on.
+  refuseLocked(ctx, identity, now);
+  if (!(await verifyPassword(body.password, authenticator.passwordHash))) {
+    const { maxAttempts, lockoutDurationMinutes } = authPolicyOf(ctx, identity).primary.updb;
+    if (maxAttempts > 0) {
+      const lock = await ctx.store.recordLoginFailure(identity.id, maxAttempts, lockoutDurationMinutes, now);
+      if (lock.lockedAt !== null) {
+        ctx.log.warn({ identityId: identity.id, lockedUntil: lock.lockedUntil }, 'identity locked after failed password logins');
+        throw new EdgeError('ERR_AUTH_LOCKED', `${INVALID}; after ${maxAttempts} failed attempts in a row, identity "${identity.name}" is locked ${lockEnd(identity, lock.lockedUntil)}`);
+      }
+    }
+    throw new EdgeError('ERR_INVALID_AUTH', INVALID);
+  }
+  return { identity, authenticator, expired: false };
+}
+
+function lockEnd(identity: IdentityRecord, lockedUntil: string | null): string {
+  return lockedUntil === null ? `until an admin enables it (POST /edge/management/v1/identities/${identity.id}/enable)` : `until ${lockedUntil}`;
+}
+
+/** Refuses every login of a locked identity (ERR_AUTH_LOCKED). */
+function refuseLocked(ctx: ControllerContext, identity: IdentityRecord, now: Date): void {
+  const lock = ctx.store.lockouts.get(identity.id);
+  if (isLocked(lock, now.getTime())) {
+    throw new EdgeError('ERR_AUTH_LOCKED', `identity "${identity.name}" is locked after too many failed password logins, ${lockEnd(identity, lock!.lockedUntil)}`);
+  }
+}
+
+/** Signed by our signing CA (whatever its dates). */
+function issuedByUs(ctx: ControllerContext, cert: X509Certificate): boolean {
+  return cert.checkIssued(ctx.pki.intermediate) && cert.verify(ctx.pki.intermediate.publicKey);
 }
 
 /**
@@ -69,7 +116,7 @@ async function authenticate(ctx: ControllerContext, req: FastifyRequest, method:
  * sends its certificate and a signature over this connection's exporter
  * value (src/keys/proof.ts). The certificate must be one we issued.
  */
-function exporterProof(ctx: ControllerContext, req: FastifyRequest): { identity: IdentityRecord; authenticator: AuthenticatorRecord } | undefined {
+function exporterProof(ctx: ControllerContext, req: FastifyRequest, now: Date): Authenticated | undefined {
   const certHeader = req.headers[PROOF_CERT_HEADER];
   const sigHeader = req.headers[PROOF_SIGNATURE_HEADER];
   if (typeof certHeader !== 'string' || typeof sigHeader !== 'string') return undefined;
@@ -79,9 +126,7 @@ function exporterProof(ctx: ControllerContext, req: FastifyRequest): { identity:
   } catch {
     throw new EdgeError('ERR_INVALID_AUTH', `${PROOF_CERT_HEADER} is not a base64 DER certificate`);
   }
-  const now = Date.now();
-  const issuer = ctx.pki.intermediate;
-  if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey) || Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) {
+  if (!issuedByUs(ctx, cert) || Date.parse(cert.validFrom) > now.getTime()) {
     throw new EdgeError('ERR_INVALID_AUTH', 'the certificate of the exporter proof is not one this controller issued, or has expired');
   }
   if (!verifyExporterProof(req.raw.socket as TLSSocket, cert, Buffer.from(sigHeader, 'base64'))) {
@@ -90,7 +135,7 @@ function exporterProof(ctx: ControllerContext, req: FastifyRequest): { identity:
   const authenticator = ctx.store.authenticatorByFingerprint(certFingerprint(cert.raw));
   const identity = authenticator && ctx.store.identities.get(authenticator.identityId);
   if (authenticator === undefined || identity === undefined) throw new EdgeError('ERR_INVALID_AUTH', 'the certificate belongs to no identity');
-  return { identity, authenticator };
+  return { identity, authenticator, expired: Date.parse(cert.validTo) < now.getTime() };
 }
 
 export function registerAuthRoutes(app: FastifyInstance, ctx: ControllerContext, prefix: string, adminOnly: boolean): void {
@@ -103,10 +148,18 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ControllerContext,
         throw new EdgeError('ERR_INVALID_ARGUMENT', 'method=password needs a JSON body {"username": "…", "password": "…"}');
       }
     }
-    const { identity, authenticator } = await authenticate(ctx, req, method);
+    const now = new Date();
+    const { identity, authenticator, expired } = await authenticate(ctx, req, method, now);
     if (identity.disabled) throw new EdgeError('ERR_INVALID_AUTH', `identity "${identity.name}" is disabled`);
+    refuseLocked(ctx, identity, now);
+    const policy = authPolicyOf(ctx, identity);
+    requireMethodAllowed(policy, identity, method === 'cert' ? 'cert' : 'updb');
+    if (expired && !policy.primary.cert.allowExpiredCerts) {
+      throw new EdgeError('ERR_INVALID_AUTH', `the client certificate has expired (the auth policy "${policy.name}" of identity "${identity.name}" does not allow expired certificates)`);
+    }
     if (adminOnly && !identity.isAdmin) throw new EdgeError('ERR_FORBIDDEN', `identity "${identity.name}" is not an administrator`);
-    const session = await ctx.sessions.create(identity.id, authenticator.id, clientIp(req), new Date());
+    if (ctx.store.lockouts.get(identity.id) !== undefined) await ctx.store.clearLockout(identity.id);
+    const session = await ctx.sessions.create(identity.id, authenticator.id, clientIp(req), now);
     ctx.log.info({ identityId: identity.id, method }, 'API session created');
     return envelope(presentSession(ctx, session, identity));
   });

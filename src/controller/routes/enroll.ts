@@ -23,7 +23,8 @@ import { peerCertificate } from '../http.js';
 import { newId } from '../ids.js';
 import { certFingerprint } from '../pki.js';
 import { chainsToCa } from '../third-party-ca.js';
-import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../passwords.js';
+import { authPolicyOf, checkPasswordRules } from '../auth-policy.js';
+import { hashPassword } from '../passwords.js';
 import { envelope } from '../present.js';
 import type { AuthenticatorRecord, EnrollmentMethod, EnrollmentRecord } from '../store.js';
 
@@ -76,9 +77,9 @@ async function enrollUpdb(ctx: ControllerContext, token: string | undefined, bod
   const e = pendingEnrollment(ctx, token, 'updb', now);
   const password = body !== null && typeof body === 'object' ? (body as { password?: unknown }).password : undefined;
   if (typeof password !== 'string') throw new EdgeError('ERR_INVALID_ARGUMENT', 'a JSON body {"password": "…"} is required');
-  if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
-    throw new EdgeError('ERR_PASSWORD_POLICY', `the password must have ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters`);
-  }
+  const identity = ctx.store.identities.get(e.identityId);
+  if (identity === undefined) throw new EdgeError('ERR_ENROLLMENT_TOKEN_INVALID', 'the identity of this enrollment no longer exists');
+  checkPasswordRules(authPolicyOf(ctx, identity), password);
   const username = (body as { username?: unknown }).username;
   if (username !== undefined && username !== e.username) throw new EdgeError('ERR_INVALID_ARGUMENT', `this token is for username "${e.username ?? ''}"`);
   const iso = now.toISOString();

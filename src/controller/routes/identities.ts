@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { EdgeError } from '../../errors.js';
 import type { ControllerContext } from '../context.js';
 import { compileFilter, type FieldGetter } from '../filter.js';
+import { DEFAULT_AUTH_POLICY_ID } from '../auth-policy.js';
 import { newId, newToken } from '../ids.js';
 import { envelope, listEnvelope, presentEnrollment, presentIdentity, selfLinks } from '../present.js';
 import type { EnrollmentRecord, IdentityRecord, IdentityTypeName } from '../store.js';
@@ -31,7 +32,7 @@ const IdentityCreate = Type.Object({
   roleAttributes: Type.Optional(Attributes),
   tags: Type.Optional(Tags),
   appData: Type.Optional(Tags),
-  authPolicyId: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  authPolicyId: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Null()])),
 }, { additionalProperties: true });
 
 const IdentityPatch = Type.Object({
@@ -42,6 +43,7 @@ const IdentityPatch = Type.Object({
   roleAttributes: Type.Optional(Attributes),
   tags: Type.Optional(Tags),
   appData: Type.Optional(Tags),
+  authPolicyId: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Null()])),
 }, { additionalProperties: true });
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1 }) });
@@ -60,6 +62,7 @@ const IDENTITY_FIELDS: Record<string, FieldGetter<IdentityRecord>> = {
   externalId: (i) => i.externalId,
   roleAttributes: (i) => i.roleAttributes,
   disabled: (i) => i.disabled,
+  authPolicyId: (i) => i.authPolicyId,
   createdAt: (i) => i.createdAt,
 };
 
@@ -121,7 +124,7 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerCont
       externalId: body.externalId ?? null,
       tags: body.tags ?? {},
       appData: body.appData ?? {},
-      authPolicyId: body.authPolicyId ?? 'default',
+      authPolicyId: body.authPolicyId ?? DEFAULT_AUTH_POLICY_ID,
       disabled: false,
       createdAt: iso,
       updatedAt: iso,
@@ -146,6 +149,7 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerCont
       roleAttributes: patch.roleAttributes !== undefined ? normalizeAttributes(patch.roleAttributes) : replaceAll ? [] : prev.roleAttributes,
       tags: patch.tags !== undefined ? (patch.tags ?? {}) : replaceAll ? {} : prev.tags,
       appData: patch.appData !== undefined ? (patch.appData ?? {}) : replaceAll ? {} : prev.appData,
+      authPolicyId: patch.authPolicyId ?? (replaceAll ? DEFAULT_AUTH_POLICY_ID : prev.authPolicyId),
       updatedAt: new Date().toISOString(),
     };
     if (prev.isDefaultAdmin) next.isAdmin = true;
@@ -161,6 +165,15 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerCont
   app.put(`${prefix}/identities/:id`, { schema: { params: IdParams, body: IdentityCreate } }, async (req) => {
     requireAdmin(ctx, req);
     await update((req.params as Static<typeof IdParams>).id, req.body as Static<typeof IdentityPatch>, true);
+    return envelope({});
+  });
+
+  /** OpenZiti's "clears all disabled state": the lock after failed logins, and the disabled flag. */
+  app.post(`${prefix}/identities/:id/enable`, { schema: { params: IdParams } }, async (req) => {
+    const { identity: caller } = requireAdmin(ctx, req);
+    const id = (req.params as Static<typeof IdParams>).id;
+    if (!(await store.enableIdentity(id, new Date().toISOString()))) throw new EdgeError('ERR_NOT_FOUND', `identity ${id} not found`);
+    ctx.log.info({ identityId: id, by: caller.id }, 'identity enabled');
     return envelope({});
   });
 

@@ -44,6 +44,7 @@ export function registerMetaRoutes(app: FastifyInstance, ctx: ControllerContext,
       edgeRouterPolicies: store.edgeRouterPolicies.count(),
       serviceEdgeRouterPolicies: store.serviceEdgeRouterPolicies.count(),
       postureChecks: store.postureChecks.count(),
+      authPolicies: store.authPolicies.count(),
     });
   });
 }
