@@ -66,19 +66,20 @@ after(async () => {
   echo?.close();
 });
 
-test('PROCESS: passes while the watched binary runs with the listed SHA-512; fails for a path that is not running', async () => {
-  await requireCheck('node-running', { typeId: 'PROCESS', process: { osType: 'Linux', path: process.execPath, hashes: [nodeSha512] } });
-  await expectDial(true, 'node is running (the router itself)');
-  // The edge's posture, as the controller stored it: the process it was asked to watch.
-  const edgeId = o.routers.get('edge')!.id;
-  const data = await o.mgmt<{ processes?: { path: string; isRunning: boolean }[] }>('GET', `/identities/${edgeId}/posture-data`);
-  assert.ok(data.processes?.some((p) => p.path === process.execPath && p.isRunning), JSON.stringify(data));
+test('PROCESS: fails for a path that is not running; passes while the watched binary runs with the listed SHA-512', async () => {
+  // Each step goes from refused to allowed or back, so no answer can come from the policy before the change.
   const since = o.routers.get('host')!.logs.length;
   await requireCheck('ghost-running', { typeId: 'PROCESS', process: { osType: 'Linux', path: '/usr/local/bin/not-installed-here' } });
   await expectDial(false, 'a process that is not running');
   // Refused at set-up, or (for a circuit open when the requirement changed) ended by revalidation.
   const denied = await o.waitLog('host', (l) => (l.msg === 'dial denied' || l.msg === 'circuit revoked') && /posture/.test(String(l.reason)), 5000, since);
   assert.match(String(denied.reason), /PROCESS check "ghost-running"/);
+  await requireCheck('node-running', { typeId: 'PROCESS', process: { osType: 'Linux', path: process.execPath, hashes: [nodeSha512] } });
+  await expectDial(true, 'node is running (the router itself)');
+  // The edge's posture, as the controller stored it: the process it was asked to watch, running.
+  const edgeId = o.routers.get('edge')!.id;
+  const data = await o.mgmt<{ processes?: { path: string; isRunning: boolean }[] }>('GET', `/identities/${edgeId}/posture-data`);
+  assert.ok(data.processes?.some((p) => p.path === process.execPath && p.isRunning), JSON.stringify(data));
 });
 
 test('PROCESS with a wrong hash fails', async () => {
