@@ -60,9 +60,10 @@ export class Overlay {
   readonly routers = new Map<string, RouterProcess>();
   private constructor(readonly dir: string, readonly ctrl: ControllerProcess, readonly token: string) {}
 
-  static async start(): Promise<Overlay> {
+  /** `controllerArgs`: extra `ztedge controller` flags (e.g. --policy-offline-hours). */
+  static async start(controllerArgs: string[] = []): Promise<Overlay> {
     const dir = tempDir('ztedge-overlay-');
-    const ctrl = await startControllerProcess(join(dir, 'ctrl'));
+    const ctrl = await startControllerProcess(join(dir, 'ctrl'), controllerArgs);
     return new Overlay(dir, ctrl, await adminToken(ctrl));
   }
 
