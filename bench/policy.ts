@@ -108,6 +108,7 @@ async function part1(dir: string): Promise<void> {
     services,
     servicePolicies: policies.map((p, i) => ({ id: `po${String(i).padStart(6, '0')}`, ...p, postureCheckRoles: [] })),
     postureChecks: [],
+    serviceEdgeRouterPolicies: [{ id: 'serp-all', name: 'all', semantic: 'AnyOf', edgeRouterRoles: ['#all'], serviceRoles: ['#all'] }],
   }, new Date());
   const pki = await Pki.loadOrCreate(join(dir, 'pki'), ['127.0.0.1'], silent);
   const cas = parsePemBundle(pki.caBundlePem);

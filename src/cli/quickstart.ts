@@ -101,7 +101,7 @@ export const quickstartCommand: Command = {
         `links: [tls:127.0.0.1:${hubPort}]`, 'tunnel:', '  mode: proxy', '  proxy:', `    - { service: demo, listen: 127.0.0.1:${proxyPort} }`,
       ]);
       await ensureService(client, demoPort);
-      say('service "demo" (host.v1 → the demo service), policies demo-bind (Bind: @host) and demo-dial (Dial: @edge)');
+      say('service "demo" (host.v1 → the demo service), policies demo-bind (Bind: @host), demo-dial (Dial: @edge), demo-routers (service edge router policy: #all routers)');
       routers.push(await startRouterProcess(dataDir, 'hub', hubCfg));
       routers.push(await startRouterProcess(dataDir, 'host', hostCfg));
       routers.push(await startRouterProcess(dataDir, 'edge', edgeCfg));
@@ -182,6 +182,10 @@ async function ensureService(client: ManagementClient, demoPort: number): Promis
     await client.call('POST', '/service-policies', { name: 'demo-bind', type: 'Bind', semantic: 'AnyOf', identityRoles: ['@host'], serviceRoles: ['@demo'] });
   }
   if ((await client.list('service-policies', 'name = "demo-dial"')).length === 0) await createDialPolicy(client);
+  // A service may use no router unless a service edge router policy allows it (as in OpenZiti).
+  if ((await client.list('service-edge-router-policies', 'name = "demo-routers"')).length === 0) {
+    await client.call('POST', '/service-edge-router-policies', { name: 'demo-routers', semantic: 'AnyOf', edgeRouterRoles: ['#all'], serviceRoles: ['@demo'] });
+  }
 }
 
 async function createDialPolicy(client: ManagementClient): Promise<void> {

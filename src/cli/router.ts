@@ -63,6 +63,7 @@ export const routerCommand: Command = {
       mayDial: (identityId, service) => view?.mayDial(identityId, service) ?? { allow: false, reason: 'Dial denied: this router has no policy yet (controller never reached)' },
       // Closed by default: before its first policy a router accepts no links either.
       mayLink: (id) => view?.mayLink(id) ?? { allow: false, reason: 'link refused: this router has no policy yet (controller never reached)' },
+      mayIntercept: (service) => view?.mayIntercept(service) ?? { allow: false, reason: 'Dial denied: this router has no policy yet (controller never reached)' },
     };
     let router: Router | undefined;
     // At the snapshot's notAfter, hosted circuits are re-checked (fail closed) unless a newer one came first.

@@ -14,7 +14,7 @@
  */
 import { contentRevision, type Content } from './delta.js';
 import { EdgeError } from '../errors.js';
-import { decide, type Decision, type PolicyEntity, type PostureContext, type ServicePolicy } from './index.js';
+import { decide, matchesRoles, type Decision, type PolicyEntity, type PostureContext, type ServicePolicy } from './index.js';
 import type { PostureCheck, PostureData } from './posture.js';
 
 export type Protocol = 'tcp' | 'udp';
@@ -68,6 +68,17 @@ export interface PolicySnapshot {
   readonly servicePolicies: readonly ServicePolicy[];
   /** Posture checks that service policies select with postureCheckRoles. */
   readonly postureChecks: readonly PostureCheck[];
+  /** Which services may use which edge routers (OpenZiti's service edge router policies). */
+  readonly serviceEdgeRouterPolicies: readonly ServiceEdgeRouterPolicy[];
+}
+
+/** A service edge router policy: services named by serviceRoles may use the routers named by edgeRouterRoles. */
+export interface ServiceEdgeRouterPolicy {
+  readonly id: string;
+  readonly name: string;
+  readonly semantic: 'AllOf' | 'AnyOf';
+  readonly edgeRouterRoles: readonly string[];
+  readonly serviceRoles: readonly string[];
 }
 
 export type SnapshotContent = Omit<PolicySnapshot, 'revision' | 'issuedAt' | 'notAfter'>;
@@ -154,7 +165,16 @@ export function parseSnapshot(raw: unknown): PolicySnapshot {
     // Unknown typeIds are kept: evaluation fails them closed with a reason.
     return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, typeId: e.rec.typeId, data: e.rec.data } as PostureCheck;
   });
-  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId, identities, services, servicePolicies, postureChecks };
+  const rawSerps = s.serviceEdgeRouterPolicies ?? [];
+  if (!Array.isArray(rawSerps)) fail('serviceEdgeRouterPolicies is not a list');
+  const serviceEdgeRouterPolicies = rawSerps.map((r, i): ServiceEdgeRouterPolicy => {
+    const e = entity({ roleAttributes: [], ...(r as object) }, `serviceEdgeRouterPolicies[${i}]`);
+    const p = e.rec;
+    if (p.semantic !== 'AnyOf' && p.semantic !== 'AllOf') fail(`serviceEdgeRouterPolicies[${i}].semantic must be AnyOf or AllOf`);
+    if (!isStringArray(p.edgeRouterRoles) || !isStringArray(p.serviceRoles)) fail(`serviceEdgeRouterPolicies[${i}] roles are not lists of strings`);
+    return { id: e.id, name: e.name, semantic: p.semantic, edgeRouterRoles: p.edgeRouterRoles, serviceRoles: p.serviceRoles };
+  });
+  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId, identities, services, servicePolicies, postureChecks, serviceEdgeRouterPolicies };
 }
 
 /** Authorization from one snapshot: indexes built once, answers are pure lookups plus decide(). */
@@ -185,12 +205,37 @@ export class SnapshotPolicyView {
     }
     const bind = snapshot.servicePolicies.filter((p) => p.type === 'Bind');
     const self = this.identities.get(snapshot.routerId);
+    this.self = self;
     if (self !== undefined && !self.disabled) {
       const posture = this.postureOf(self, now);
       for (const s of snapshot.services) {
-        if (s.host !== undefined && decide({ identity: self, service: s, type: 'Bind' }, bind, posture).allow) this.hosted.set(s.name, s.host);
+        if (s.host !== undefined && this.serviceMayUseThisRouter(s) && decide({ identity: self, service: s, type: 'Bind' }, bind, posture).allow) this.hosted.set(s.name, s.host);
       }
     }
+  }
+
+  private readonly self: SnapshotIdentity | undefined;
+
+  /** Does a service edge router policy let `svc` use this router? Closed by default, as in OpenZiti. */
+  private serviceMayUseThisRouter(svc: SnapshotService): boolean {
+    const self = this.self;
+    if (self === undefined) return false;
+    return this.snapshot.serviceEdgeRouterPolicies.some((p) => matchesRoles(p.edgeRouterRoles, p.semantic, self) && matchesRoles(p.serviceRoles, p.semantic, svc));
+  }
+
+  /**
+   * May this router carry a circuit for `service` in from a local client
+   * (proxy or tun interception)? A service edge router policy must let the
+   * service use this router. Whether this router's identity may Dial the
+   * service is for the hosting router to decide, from its own copy.
+   */
+  mayIntercept(service: string, now = Date.now()): Decision {
+    if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${this.snapshot.notAfter}`, ruleId: null };
+    const svc = this.servicesByName.get(service);
+    if (svc === undefined) return { allow: false, reason: `Dial denied: service "${service}" is unknown to this router's policy`, ruleId: null };
+    const serp = this.self === undefined ? undefined : this.snapshot.serviceEdgeRouterPolicies.find((p) => matchesRoles(p.edgeRouterRoles, p.semantic, this.self!) && matchesRoles(p.serviceRoles, p.semantic, svc));
+    if (serp === undefined) return { allow: false, reason: `Dial denied: no service edge router policy lets service "${service}" use this router`, ruleId: null };
+    return { allow: true, reason: `service edge router policy "${serp.name}" (${serp.id}) lets service "${service}" use this router`, ruleId: serp.id };
   }
 
   private postureOf(identity: SnapshotIdentity, now: number): PostureContext {

@@ -35,6 +35,12 @@ export interface PolicyView {
    * CA; this says whether it is still a known, enabled identity.) Absent: yes.
    */
   mayLink?(id: string): { allow: boolean; reason: string };
+  /**
+   * May a local client's traffic for `service` enter the overlay here (on this
+   * router's identity)? Checked before dialing; the hosting router checks
+   * again. Absent: the hosting router's check alone decides.
+   */
+  mayIntercept?(service: string): { allow: boolean; reason: string };
 }
 
 export interface RouterOptions {
@@ -293,6 +299,12 @@ export class Router {
   /** A local client on a proxy port: the circuit is dialed on this router's own identity. */
   private onProxyConnection(socket: Socket, service: string): void {
     socket.on('error', () => undefined);
+    const local = this.opts.policy.mayIntercept?.(service);
+    if (local !== undefined && !local.allow) {
+      this.log.info({ service, reason: local.reason }, 'proxy dial refused');
+      socket.resetAndDestroy();
+      return;
+    }
     const req: DialRequest = { service, identity: this.opts.id };
     const next = this.routes.next(service);
     if (next === undefined) {
@@ -317,6 +329,11 @@ export class Router {
 
   /** A new client on a UDP proxy port: dial a udp circuit for its session; a refusal leaves a tombstone on the port. */
   private onUdpSession(c: DatagramCircuit, port: UdpProxyPort, service: string): void {
+    const local = this.opts.policy.mayIntercept?.(service);
+    if (local !== undefined && !local.allow) {
+      this.log.info({ service, reason: local.reason }, 'udp proxy dial refused');
+      return port.refused(c, Date.now());
+    }
     const req: DialRequest = { service, identity: this.opts.id, protocol: 'udp' };
     const next = this.routes.next(service);
     if (next === undefined) {

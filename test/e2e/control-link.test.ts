@@ -124,7 +124,7 @@ test('with the controller down the router starts from its verified cache; damage
     ['empty', ''],
   ];
   const other = await Pki.loadOrCreate(join(dir, 'other'), ['127.0.0.1'], pino({ level: 'silent' }));
-  cases.push(['signed by another controller', signSnapshot(sealSnapshot({ v: 1, routerId, identities: [], services: [], servicePolicies: [], postureChecks: [] }, new Date()), other.policySigner) + '\n']);
+  cases.push(['signed by another controller', signSnapshot(sealSnapshot({ v: 1, routerId, identities: [], services: [], servicePolicies: [], postureChecks: [], serviceEdgeRouterPolicies: [] }, new Date()), other.policySigner) + '\n']);
   for (const [name, text] of cases) {
     writeFileSync(cacheFile, text);
     lines.length = 0;

@@ -180,6 +180,8 @@ export class Overlay {
     const cfg = await this.mgmt<{ id: string }>('POST', '/configs', { name: `${service}-host`, configTypeId: 'host.v1', data: host });
     const svc = await this.mgmt<{ id: string }>('POST', '/services', { name: service, configs: [cfg.id] });
     await this.mgmt('POST', '/service-policies', { name: `${service}-bind`, type: 'Bind', semantic: 'AnyOf', identityRoles: [`@${hostRouter}`], serviceRoles: [`@${service}`] });
+    // OpenZiti semantics: a service uses no router unless a service edge router policy says so.
+    await this.mgmt('POST', '/service-edge-router-policies', { name: `${service}-routers`, semantic: 'AnyOf', edgeRouterRoles: ['#all'], serviceRoles: [`@${service}`] });
     return svc.id;
   }
 

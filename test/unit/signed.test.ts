@@ -30,6 +30,7 @@ const snapshot = sealSnapshot({
   services: [{ id: 's1', name: 'web', roleAttributes: [] }],
   servicePolicies: [{ id: 'p1', name: 'dial', type: 'Dial', semantic: 'AnyOf', identityRoles: ['@e1'], serviceRoles: ['@s1'] }],
   postureChecks: [],
+  serviceEdgeRouterPolicies: [],
 }, new Date());
 
 before(async () => {
@@ -66,7 +67,7 @@ test('forgeries and damage are refused whole', async () => {
   const x5c = [pki.policySigner.certDer.toString('base64')];
 
   refused(signSnapshot(snapshot, otherPki.policySigner), /not issued by this router's controller CA/);
-  refused(`${h}.${Buffer.from(JSON.stringify({ ...snapshot, servicePolicies: [], postureChecks: [] })).toString('base64url')}.${s}`, /signature does not verify/);
+  refused(`${h}.${Buffer.from(JSON.stringify({ ...snapshot, servicePolicies: [], postureChecks: [], serviceEdgeRouterPolicies: [] })).toString('base64url')}.${s}`, /signature does not verify/);
   refused(`${h}.${p}.${Buffer.alloc(64).toString('base64url')}`, /signature does not verify/);
   refused(good.slice(0, -4), /signature does not verify|not a JWS/);
   refused(`${h}.${p}`, /not a JWS compact serialization/);
@@ -92,7 +93,7 @@ test('forgeries and damage are refused whole', async () => {
 });
 
 test('past notAfter the view refuses every Dial with the reason, unless the router keeps the last policy', () => {
-  const old = sealSnapshot({ v: 1, routerId: 'r1', identities: snapshot.identities, services: snapshot.services, servicePolicies: snapshot.servicePolicies, postureChecks: [] }, new Date(Date.now() - 10_000), 5_000);
+  const old = sealSnapshot({ v: 1, routerId: 'r1', identities: snapshot.identities, services: snapshot.services, servicePolicies: snapshot.servicePolicies, postureChecks: [], serviceEdgeRouterPolicies: [] }, new Date(Date.now() - 10_000), 5_000);
   const failClosed = new SnapshotPolicyView(old);
   const d = failClosed.mayDial('e1', 'web');
   assert.equal(d.allow, false);

@@ -29,6 +29,7 @@ const content: SnapshotContent = {
     { id: 'p-dial', name: 'dial', type: 'Dial', semantic: 'AnyOf', identityRoles: ['#edges'], serviceRoles: ['@s-web'] },
   ],
   postureChecks: [],
+  serviceEdgeRouterPolicies: [{ id: 'serp', name: 'serp', semantic: 'AnyOf', edgeRouterRoles: ['#hosts'], serviceRoles: ['#all'] }],
 };
 
 test('the revision is a hash of the content: equal content, equal revision; any change moves it', () => {
@@ -49,6 +50,17 @@ test('the view hosts what Bind grants and has a host.v1 config; Dial follows pol
   assert.match(view.mayDial('nobody', 'web').reason, /unknown/);
   assert.match(view.mayDial('r-edge', 'missing').reason, /service "missing" is unknown/);
   assert.equal(view.mayDial('r-edge', 'other').allow, false);
+});
+
+test('service edge router policies: no SERP, no hosting and no interception here (closed by default)', () => {
+  const none = new SnapshotPolicyView(sealSnapshot({ ...content, serviceEdgeRouterPolicies: [] }, new Date()));
+  assert.equal(none.hostedServices().size, 0);
+  const edgeView = new SnapshotPolicyView(sealSnapshot({ ...content, routerId: 'r-edge', serviceEdgeRouterPolicies: [] }, new Date()));
+  assert.match(edgeView.mayIntercept('web').reason, /no service edge router policy lets service "web" use this router/);
+  const allowed = new SnapshotPolicyView(sealSnapshot({ ...content, routerId: 'r-edge', serviceEdgeRouterPolicies: [{ id: 'x', name: 'x', semantic: 'AnyOf', edgeRouterRoles: ['@edge'], serviceRoles: ['@s-web'] }] }, new Date()));
+  assert.equal(allowed.mayIntercept('web').allow, true);
+  assert.equal(allowed.mayIntercept('other').allow, false);
+  assert.match(allowed.mayIntercept('missing').reason, /unknown/);
 });
 
 test('a router that is disabled or absent from its own snapshot hosts nothing', () => {
@@ -106,6 +118,7 @@ test('the candidate indexes give exactly what decide() over every policy gives: 
       services: svcAttrs.map((a, i) => ({ id: `svc-${i}`, name: `s${i}`, roleAttributes: a })),
       servicePolicies: raw.map((p, i) => ({ id: `p${i}`, name: `p${i}`, ...p })),
       postureChecks: [],
+      serviceEdgeRouterPolicies: [],
     }, new Date());
     const view = new SnapshotPolicyView(snap);
     const dial = snap.servicePolicies.filter((p) => p.type === 'Dial');

@@ -33,6 +33,7 @@ export interface SharedContent {
   readonly services: SnapshotContent['services'];
   readonly servicePolicies: SnapshotContent['servicePolicies'];
   readonly postureChecks: SnapshotContent['postureChecks'];
+  readonly serviceEdgeRouterPolicies: SnapshotContent['serviceEdgeRouterPolicies'];
 }
 
 export function buildSharedContent(ctx: ControllerContext): SharedContent {
@@ -55,7 +56,10 @@ export function buildSharedContent(ctx: ControllerContext): SharedContent {
     id: p.id, name: p.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: p.postureCheckRoles,
   }));
   const postureChecks = store.postureChecks.list().map((c) => ({ id: c.id, name: c.name, typeId: c.typeId, roleAttributes: c.roleAttributes, data: c.data }) as PostureCheck);
-  return { identities, services, servicePolicies, postureChecks };
+  const serviceEdgeRouterPolicies = store.serviceEdgeRouterPolicies.list().map((p) => ({
+    id: p.id, name: p.name, semantic: p.semantic, edgeRouterRoles: p.edgeRouterRoles, serviceRoles: p.serviceRoles,
+  }));
+  return { identities, services, servicePolicies, postureChecks, serviceEdgeRouterPolicies };
 }
 
 /** Everything a router needs to host services and authorize dials, from the store (or from `shared`, built once for many routers). */
