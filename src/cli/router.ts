@@ -72,7 +72,7 @@ export const routerCommand: Command = {
       clearTimeout(expiryTimer);
       if (!Number.isFinite(v.expiresAtMs)) return;
       expiryTimer = setTimeout(() => {
-        log.warn({ notAfter: v.snapshot.notAfter }, 'policy expired: the controller was out of reach for the whole offline window; refusing circuits until it answers');
+        log.warn({ notAfter: new Date(v.expiresAtMs).toISOString() }, 'policy expired: the controller was out of reach for the whole offline window; refusing circuits until it answers');
         router?.revalidate();
       }, Math.min(Math.max(0, v.expiresAtMs - Date.now() + 1), MAX_TIMER_MS));
       expiryTimer.unref();
@@ -98,6 +98,7 @@ export const routerCommand: Command = {
     };
     const sync = new PolicySync({
       identity, routerId, key, dataDir: config.dataDir, log, reconnect: config.link.reconnect, keepAfterExpiry: config.policy.keepAfterExpiry,
+      maxOfflineMs: config.policy.maxOfflineHours === undefined ? undefined : config.policy.maxOfflineHours * 3600_000,
       onUpdate: (v) => { view = v; watchExpiry(v); watchPosture(v); router?.refreshHosted(); },
     });
     await sync.start();

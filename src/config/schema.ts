@@ -178,6 +178,12 @@ export const PolicySchema = Type.Object({
   keepAfterExpiry: withDefault(Type.Boolean({
     description: 'Past the snapshot\'s notAfter (the controller\'s offline window, 72 h by default), false: refuse new circuits and end hosted ones (fail closed); true: keep authorizing from the last policy (availability over revocation: a revoked identity keeps access until the controller is back).',
   }), false),
+  /** Shorter offline window for this router. */
+  maxOfflineHours: Type.Optional(Type.Number({
+    exclusiveMinimum: 0,
+    maximum: 8760,
+    description: 'This router\'s own offline window, in hours: it stops authorizing this long after its policy was signed, or at the snapshot\'s notAfter if that comes first. Only shortens the controller\'s window (ztedge controller --policy-offline-hours), never lengthens it.',
+  })),
 }, { ...strict, description: 'Policy cache behaviour while the controller is unreachable.' });
 
 /** Logging. */

@@ -193,9 +193,12 @@ export class SnapshotPolicyView {
   /** ms since epoch after which Dial answers are refused; Infinity when the router keeps the last policy. */
   readonly expiresAtMs: number;
 
-  /** `keepAfterExpiry`: go on authorizing past notAfter (a documented trade-off: availability over revocation). */
-  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false, now = Date.now()) {
-    this.expiresAtMs = keepAfterExpiry ? Infinity : Date.parse(snapshot.notAfter);
+  /**
+   * `keepAfterExpiry`: go on authorizing past notAfter (a documented trade-off: availability over revocation).
+   * `maxOfflineMs`: this router's own, shorter window, counted from the snapshot's issuedAt.
+   */
+  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false, now = Date.now(), maxOfflineMs = Infinity) {
+    this.expiresAtMs = keepAfterExpiry ? Infinity : Math.min(Date.parse(snapshot.notAfter), Date.parse(snapshot.issuedAt) + maxOfflineMs);
     for (const i of snapshot.identities) this.identities.set(i.id, i);
     for (const s of snapshot.services) this.servicesByName.set(s.name, s);
     this.dialPolicies = snapshot.servicePolicies.filter((p) => p.type === 'Dial');
@@ -230,7 +233,7 @@ export class SnapshotPolicyView {
    * service is for the hosting router to decide, from its own copy.
    */
   mayIntercept(service: string, now = Date.now()): Decision {
-    if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${this.snapshot.notAfter}`, ruleId: null };
+    if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${new Date(this.expiresAtMs).toISOString()}`, ruleId: null };
     const svc = this.servicesByName.get(service);
     if (svc === undefined) return { allow: false, reason: `Dial denied: service "${service}" is unknown to this router's policy`, ruleId: null };
     const serp = this.self === undefined ? undefined : this.snapshot.serviceEdgeRouterPolicies.find((p) => matchesRoles(p.edgeRouterRoles, p.semantic, this.self!) && matchesRoles(p.serviceRoles, p.semantic, svc));
@@ -278,7 +281,7 @@ export class SnapshotPolicyView {
 
   /** May router `id` link to this one? Only identities in the snapshot, enabled, and only while the snapshot is valid. */
   mayLink(id: string, now = Date.now()): { allow: boolean; reason: string } {
-    if (now > this.expiresAtMs) return { allow: false, reason: `link refused: this router's policy expired at ${this.snapshot.notAfter}` };
+    if (now > this.expiresAtMs) return { allow: false, reason: `link refused: this router's policy expired at ${new Date(this.expiresAtMs).toISOString()}` };
     const identity = this.identities.get(id);
     if (identity === undefined) return { allow: false, reason: `link refused: ${id} is not a known identity (deleted?)` };
     if (identity.disabled) return { allow: false, reason: `link refused: "${identity.name}" is disabled` };
@@ -292,7 +295,7 @@ export class SnapshotPolicyView {
 
   /** May identity `identityId` Dial service `service` (by name)? Unknown or disabled identities and unknown services are refused. */
   mayDial(identityId: string, service: string, now = Date.now()): Decision {
-    if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${this.snapshot.notAfter} (controller out of reach for longer than the offline window)`, ruleId: null };
+    if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${new Date(this.expiresAtMs).toISOString()} (controller out of reach for longer than the offline window)`, ruleId: null };
     const identity = this.identities.get(identityId);
     if (identity === undefined) return { allow: false, reason: `Dial denied: identity ${identityId} is unknown to this router's policy`, ruleId: null };
     if (identity.disabled) return { allow: false, reason: `Dial denied: identity "${identity.name}" is disabled`, ruleId: null };

@@ -51,6 +51,8 @@ export interface PolicySyncOptions {
   reconnect?: { initialMs: number; maxMs: number };
   /** Keep authorizing from the last snapshot past its notAfter (availability over revocation). */
   keepAfterExpiry?: boolean;
+  /** This router's own, shorter offline window (ms from a snapshot's issuedAt). */
+  maxOfflineMs?: number;
   /** Control link liveness (defaults: 15 s keepalive, 45 s dead). */
   keepaliveMs?: number;
   deadAfterMs?: number;
@@ -229,7 +231,7 @@ export class PolicySync {
   private adoptHeld(held: Held): void {
     const changed = held.snapshot.revision !== this.held?.snapshot.revision;
     this.held = held;
-    this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true);
+    this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true, Date.now(), this.opts.maxOfflineMs);
     const text = held.chain.join('\n') + '\n';
     this.writing = this.writing.then(() => writeFileAtomic(this.cacheFile, text, 0o600)).catch((err: unknown) => {
       this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'cannot write the policy cache');
@@ -285,7 +287,7 @@ export class PolicySync {
       let held = this.fullOf(verifyJws(lines[0]!, POLICY_JWS_TYPE, this.cas, Date.now()), lines[0]!);
       for (const line of lines.slice(1)) held = this.withDelta(held, line);
       this.held = held;
-      this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true);
+      this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true, Date.now(), this.opts.maxOfflineMs);
       this.log.info({ file: this.cacheFile, revision: held.snapshot.revision, issuedAt: held.snapshot.issuedAt, notAfter: held.snapshot.notAfter, deltas: lines.length - 1 }, 'policy loaded from cache');
     } catch (err) {
       // Never half-use a damaged or foreign cache: start without it and fetch a fresh copy.

@@ -133,3 +133,11 @@ test('the candidate indexes give exactly what decide() over every policy gives: 
     }
   }), { numRuns: 300 });
 });
+
+test('a router\'s own offline window only shortens the snapshot\'s', () => {
+  const snap = sealSnapshot(content, new Date(Date.now() - 2 * 3600_000), 72 * 3600_000);
+  assert.equal(new SnapshotPolicyView(snap, false, Date.now(), 3600_000).mayDial('r-edge', 'web').allow, false, '1 h own window: expired');
+  assert.match(new SnapshotPolicyView(snap, false, Date.now(), 3600_000).mayDial('r-edge', 'web').reason, /expired/);
+  assert.equal(new SnapshotPolicyView(snap, false, Date.now(), 1000 * 3600_000).mayDial('r-edge', 'web').allow, true, 'a longer own window changes nothing');
+  assert.equal(new SnapshotPolicyView(snap, false).mayDial('r-edge', 'web').allow, true);
+});
