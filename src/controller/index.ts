@@ -28,6 +28,7 @@ import { registerEnrollmentRoutes } from './routes/enrollments.js';
 import { registerEnrollRoutes } from './routes/enroll.js';
 import { registerIdentityRoutes } from './routes/identities.js';
 import { registerMetaRoutes } from './routes/meta.js';
+import { registerIdentityMfaRoutes, registerMfaRoutes } from './routes/mfa.js';
 import { registerPostureCheckRoutes } from './routes/posture-checks.js';
 import { registerPostureDataRoutes } from './routes/posture-data.js';
 import { registerServicePolicyRoutes } from './routes/service-policies.js';
@@ -108,7 +109,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     registerMetaRoutes(app, ctx, ['', MANAGEMENT_PREFIX, CLIENT_PREFIX]);
     registerAuthRoutes(app, ctx, MANAGEMENT_PREFIX, true);
     registerAuthRoutes(app, ctx, CLIENT_PREFIX, false);
-    for (const prefix of [MANAGEMENT_PREFIX, CLIENT_PREFIX]) registerCurrentIdentityRoutes(app, ctx, prefix);
+    for (const prefix of [MANAGEMENT_PREFIX, CLIENT_PREFIX]) {
+      registerCurrentIdentityRoutes(app, ctx, prefix);
+      registerMfaRoutes(app, ctx, prefix);
+    }
+    registerIdentityMfaRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerAuthPolicyRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerIdentityRoutes(app, ctx, MANAGEMENT_PREFIX);
     registerEnrollmentRoutes(app, ctx, MANAGEMENT_PREFIX);

@@ -111,8 +111,14 @@ export async function presentEnrollment(ctx: ControllerContext, e: EnrollmentRec
   };
 }
 
+/**
+ * currentApiSessionDetail. A session that must still pass MFA carries one
+ * authQuery (OpenZiti's): POST ./authenticate/mfa with a TOTP code (6 digits)
+ * or a recovery code (8 characters); isTotpEnrolled false means enroll first.
+ */
 export function presentSession(ctx: ControllerContext, s: ApiSessionRecord, identity: IdentityRecord): Record<string, unknown> {
   const expiresAt = ctx.sessions.expiresAt(s);
+  const pending = s.mfaRequired === true && s.mfaPassedAt == null;
   return {
     id: s.id,
     createdAt: s.createdAt,
@@ -125,9 +131,12 @@ export function presentSession(ctx: ControllerContext, s: ApiSessionRecord, iden
     authenticatorId: s.authenticatorId,
     configTypes: [],
     ipAddress: s.ipAddress,
-    authQueries: [],
-    isMfaRequired: false,
-    isMfaComplete: false,
+    authQueries: pending ? [{
+      typeId: 'MFA', provider: 'ziti', httpMethod: 'POST', httpUrl: './authenticate/mfa', format: 'alphaNumeric', minLength: 6, maxLength: 8,
+      isTotpEnrolled: ctx.store.mfa.get(identity.id)?.isVerified === true,
+    }] : [],
+    isMfaRequired: s.mfaRequired === true,
+    isMfaComplete: s.mfaPassedAt != null,
     isCertExtendable: false,
     lastActivityAt: s.lastActivityAt,
     cachedLastActivityAt: s.lastActivityAt,

@@ -73,6 +73,17 @@ export interface ApiSessionRecord {
   createdAt: string;
   /** Persisted activity, updated at most once a minute. */
   lastActivityAt: string;
+  /**
+   * Set at authentication when the identity's auth policy requires TOTP or
+   * the identity has MFA enrolled: until MFA passes, the session is
+   * "partially authenticated" and only the MFA calls work. Absent on
+   * sessions stored before MFA existed (false).
+   */
+  mfaRequired?: boolean;
+  /** When MFA last passed on this session (ISO 8601); posture MFA checks need it. */
+  mfaPassedAt?: string | null;
+  /** Wrong MFA codes sent on this session; the session ends at MAX_MFA_FAILURES. */
+  mfaFailures?: number;
 }
 
 /** Consumed one-time tokens, kept so a second use gets a precise error. */
@@ -98,7 +109,20 @@ export interface CaRecord {
   updatedAt: string;
 }
 
-export interface MfaRecord { identityId: string; secret: string; isVerified: boolean; createdAt: string }
+/** An identity's TOTP second factor (RFC 6238; routes/mfa.ts). */
+export interface MfaRecord {
+  identityId: string;
+  /** The shared secret, base32 (as in the provisioning URL). */
+  secret: string;
+  /** False until a first code proves the authenticator app holds the secret. */
+  isVerified: boolean;
+  /** Single-use codes for when the app is lost; each is removed when used. */
+  recoveryCodes: string[];
+  /** The last TOTP step accepted: a code of this step or an earlier one is refused (replay, RFC 6238 §5.2). */
+  lastStep: number;
+  createdAt: string;
+  updatedAt: string;
+}
 
 /**
  * An edge router. Its identity (type Router, same id, name and
@@ -1050,9 +1074,85 @@ export class Store {
     void this.sessionsByIdentity.remove(s.identityId, token);
   }
 
-  /** Activity updates are best-effort: not flushed before the request proceeds. */
-  touchSession(s: ApiSessionRecord): void {
-    void this.apiSessions.put(s.token, s);
+  /**
+   * Activity updates are best-effort: not flushed before the request
+   * proceeds. Only lastActivityAt changes (read and written in one
+   * transaction), so a concurrent change to the session (MFA passed) stays.
+   */
+  touchSession(token: string, lastActivityAt: string): void {
+    this.root.childTransaction(() => {
+      const s = this.apiSessions.get(token);
+      if (s !== undefined) void this.apiSessions.put(token, { ...s, lastActivityAt });
+    }).catch(() => undefined);
+  }
+
+  // ---- MFA ----------------------------------------------------------------
+
+  /** Starts (or restarts) an identity's MFA enrollment; refused once it is verified. */
+  startMfa(rec: MfaRecord): Promise<void> {
+    return this.write(() => {
+      if (this.identities.get(rec.identityId) === undefined) throw new EdgeError('ERR_UNAUTHORIZED', 'the identity of this API session no longer exists');
+      if (this.mfa.get(rec.identityId)?.isVerified === true) throw new EdgeError('ERR_CONFLICT', 'MFA is already enrolled for this identity: remove it first (DELETE /current-identity/mfa with a code)');
+      void this.mfa.put(rec.identityId, rec);
+    });
+  }
+
+  /**
+   * Spends one second-factor proof of an identity and applies it, in one
+   * transaction: a TOTP `step` must be newer than the last one accepted (a
+   * code works once), a recovery code is removed. Then `verify` completes
+   * the enrollment, `recoveryCodes` replaces the recovery codes, `remove`
+   * deletes the MFA configuration, and `sessionToken` marks that session as
+   * having passed MFA at `at`.
+   */
+  spendMfaProof(
+    identityId: string,
+    proof: { step: number } | { recoveryCode: string },
+    effect: { verify?: boolean; recoveryCodes?: string[]; remove?: boolean; sessionToken?: string },
+    at: string,
+  ): Promise<void> {
+    return this.write(() => {
+      const rec = this.mfa.get(identityId);
+      if (rec === undefined) throw new EdgeError('ERR_NOT_FOUND', 'MFA is not enrolled for this identity');
+      const next: MfaRecord = { ...rec, updatedAt: at };
+      if ('step' in proof) {
+        if (proof.step <= rec.lastStep) throw new EdgeError('ERR_MFA_INVALID_CODE', 'this code has already been used: wait for the next one');
+        next.lastStep = proof.step;
+      } else {
+        if (!rec.recoveryCodes.includes(proof.recoveryCode)) throw new EdgeError('ERR_MFA_INVALID_CODE', 'the code is neither the current TOTP code nor an unused recovery code');
+        next.recoveryCodes = rec.recoveryCodes.filter((c) => c !== proof.recoveryCode);
+      }
+      if (effect.verify === true) next.isVerified = true;
+      if (effect.recoveryCodes !== undefined) next.recoveryCodes = effect.recoveryCodes;
+      if (effect.remove === true) void this.mfa.remove(identityId);
+      else void this.mfa.put(identityId, next);
+      const s = effect.sessionToken === undefined ? undefined : this.apiSessions.get(effect.sessionToken);
+      if (s !== undefined) void this.apiSessions.put(s.token, { ...s, mfaPassedAt: at, mfaFailures: 0 });
+    });
+  }
+
+  /** Counts a wrong MFA code on a session; at `max` the session ends. Returns true if it ended. */
+  recordMfaFailure(token: string, max: number): Promise<boolean> {
+    return this.write(() => {
+      const s = this.apiSessions.get(token);
+      if (s === undefined) return true;
+      const failures = (s.mfaFailures ?? 0) + 1;
+      if (failures < max) {
+        void this.apiSessions.put(token, { ...s, mfaFailures: failures });
+        return false;
+      }
+      this.removeSessionRecord(token);
+      return true;
+    });
+  }
+
+  /** Removes an identity's MFA (an admin, when the authenticator app is lost). Returns false if there was none. */
+  deleteMfa(identityId: string): Promise<boolean> {
+    return this.write(() => {
+      if (this.mfa.get(identityId) === undefined) return false;
+      void this.mfa.remove(identityId);
+      return true;
+    });
   }
 
   removeSession(token: string): Promise<void> {

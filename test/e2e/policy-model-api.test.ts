@@ -4,7 +4,8 @@
  * policies and service edge router policies, posture checks (and service
  * policies that require them), posture responses from identities and the
  * posture data an admin reads back; authentication policies (methods,
- * password rules, lockout, expired certificates). Answers are checked against
+ * password rules, lockout, expired certificates); MFA with TOTP (enrollment,
+ * partially authenticated sessions, replay, recovery codes). Answers are checked against
  * OpenZiti's definitions; every refused input must get its 4xx code and
  * change nothing; deletes cascade into the policies that named what was
  * deleted; the CLI verbs run as a user runs them.
@@ -13,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { base32Decode, hotp, totpStep } from '../../src/controller/totp.js';
 import { createCsr, FileKeyStore, generatePrivateKeyPem } from '../../src/keys/index.js';
 import { adminCalls, adminToken, api, assertSpec, removeDir, runCli, startControllerProcess, tempDir, type AdminCalls, type ControllerProcess } from '../helpers/controller.js';
 
@@ -678,5 +680,175 @@ describe('expired certificates', () => {
     assert.equal(lenient.status, 201);
     assert.equal((await api(short, 'PATCH', `${M}/identities/${who.id}`, { token: shortToken, body: { authPolicyId: lenient.body.data.id } })).status, 200);
     assert.equal((await certLogin(short, who)).status, 200);
+  });
+});
+
+// ---- MFA (TOTP) ------------------------------------------------------------------------
+
+describe('MFA with TOTP', () => {
+  /** The secret of an otpauth:// provisioning URL. */
+  const secretOf = (url: string): Buffer => base32Decode(new URL(url).searchParams.get('secret')!);
+  const codeAt = (secret: Buffer, step: number): string => hotp(secret, step);
+  const call = (method: string, path: string, t: string, body?: unknown, headers?: Record<string, string>, prefix = C) =>
+    headers === undefined ? api(ctrl, method, `${prefix}${path}`, { token: t, body }) : rawCall(method, `${prefix}${path}`, t, headers);
+  /** A call with extra headers (the api helper sends only zt-session). */
+  const rawCall = async (method: string, path: string, t: string, headers: Record<string, string>) => {
+    const { request } = await import('../../src/identity/https.js');
+    const r = await request(`${ctrl.url}${path}`, { ca: ctrl.ca, method, headers: { 'zt-session': t, ...headers } });
+    return { status: r.status, body: JSON.parse(r.body.toString()) };
+  };
+  const refused = (r: { status: number; body: any }, code: string, message?: RegExp) => {
+    assert.equal(r.status, 401, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, code, JSON.stringify(r.body));
+    if (message !== undefined) assert.match(r.body.error.message, message);
+  };
+
+  let user: string;
+  let secret: Buffer;
+  let recovery: string[];
+  let verifiedStep: number;
+  let adminRecovery: string[];
+
+  before(async () => {
+    user = await userWithPassword('mfa-user', 'mfa-user-pass');
+  });
+
+  test('enroll: provisioning URL and recovery codes, verified by a first code', async () => {
+    const t = await sessionOf('mfa-user', 'mfa-user-pass');
+    assert.equal((await call('GET', '/current-identity/mfa', t)).status, 404, 'not enrolled yet');
+    const started = await call('POST', '/current-identity/mfa', t);
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    assertSpec('createEnvelope', started.body);
+    const url = new URL(started.body.data.provisioningUrl);
+    assert.equal(url.protocol, 'otpauth:');
+    assert.equal(decodeURIComponent(url.pathname), '/ztedge:mfa-user');
+    assert.deepEqual([url.searchParams.get('algorithm'), url.searchParams.get('digits'), url.searchParams.get('period')], ['SHA1', '6', '30']);
+    secret = secretOf(started.body.data.provisioningUrl);
+    assert.equal(secret.length, 20);
+    recovery = started.body.data.recoveryCodes;
+    assert.equal(recovery.length, 10);
+    for (const c of recovery) assert.match(c, /^[A-Z2-9]{8}$/);
+    const pending = await call('GET', '/current-identity/mfa', t);
+    assertSpec('detailMfaEnvelope', pending.body);
+    assert.deepEqual([pending.body.data.isVerified, pending.body.data.provisioningUrl, pending.body.data.recoveryCodes], [false, started.body.data.provisioningUrl, recovery]);
+    assert.equal((await get(`/identities/${user}`)).data.isMfaEnabled, false);
+    // A wrong code and a recovery code do not verify an enrollment.
+    const now = totpStep(Date.now());
+    refused(await call('POST', '/current-identity/mfa/verify', t, { code: codeAt(secret, now + 5) }), 'ERR_MFA_INVALID_CODE', /not the current TOTP code/);
+    refused(await call('POST', '/current-identity/mfa/verify', t, { code: recovery[0] }), 'ERR_MFA_INVALID_CODE');
+    verifiedStep = totpStep(Date.now());
+    assert.equal((await call('POST', '/current-identity/mfa/verify', t, { code: codeAt(secret, verifiedStep) })).status, 200);
+    const done = await call('GET', '/current-identity/mfa', t);
+    assertSpec('detailMfaEnvelope', done.body);
+    assert.equal(done.body.data.isVerified, true);
+    assert.equal(done.body.data.provisioningUrl, undefined, 'the secret is not shown again');
+    assert.equal(done.body.data.recoveryCodes, undefined);
+    assert.equal((await get(`/identities/${user}`)).data.isMfaEnabled, true);
+    const again = await call('POST', '/current-identity/mfa', t);
+    assert.deepEqual([again.status, again.body.error.code], [409, 'ERR_CONFLICT']);
+  });
+
+  test('a login then needs MFA: partial session, authQueries, every other call refused until a fresh code passes', async () => {
+    const r = await login('mfa-user', 'mfa-user-pass');
+    assert.equal(r.status, 200);
+    assertSpec('currentApiSessionDetail', r.body.data);
+    assert.deepEqual(r.body.data.authQueries, [{ typeId: 'MFA', provider: 'ziti', httpMethod: 'POST', httpUrl: './authenticate/mfa', format: 'alphaNumeric', minLength: 6, maxLength: 8, isTotpEnrolled: true }]);
+    assert.deepEqual([r.body.data.isMfaRequired, r.body.data.isMfaComplete], [true, false]);
+    const t = r.body.data.token as string;
+    refused(await call('POST', '/posture-response', t, { id: 'x', typeId: 'DOMAIN', domain: 'corp' }), 'ERR_MFA_REQUIRED', /has not passed MFA yet/);
+    refused(await call('PUT', '/current-identity/authenticators/x', t, { currentPassword: 'a', password: 'b' }), 'ERR_MFA_REQUIRED');
+    assert.equal((await call('GET', '/current-api-session', t)).status, 200, 'a partial session may read itself');
+    refused(await call('POST', '/authenticate/mfa', t, { code: codeAt(secret, verifiedStep + 7) }), 'ERR_MFA_INVALID_CODE');
+    // The code used to verify the enrollment cannot be used again.
+    const replay = await call('POST', '/authenticate/mfa', t, { code: codeAt(secret, verifiedStep) });
+    refused(replay, 'ERR_MFA_INVALID_CODE');
+    if (totpStep(Date.now()) <= verifiedStep + 1) assert.match(replay.body.error.message, /already been used/);
+    const next = await call('POST', '/authenticate/mfa', t, { code: codeAt(secret, verifiedStep + 1) });
+    assert.equal(next.status, 200, JSON.stringify(next.body));
+    const me = await call('GET', '/current-api-session', t);
+    assertSpec('currentApiSessionDetail', me.body.data);
+    assert.deepEqual([me.body.data.isMfaComplete, me.body.data.authQueries], [true, []]);
+    assert.equal((await call('POST', '/posture-response', t, { id: 'x', typeId: 'DOMAIN', domain: 'corp' })).status, 201);
+    const pd = (await get(`/identities/${user}/posture-data`)).data.apiSessionPostureData[me.body.data.id];
+    assertSpec('postureDataMfa', pd.mfa);
+    assert.equal(pd.mfa.passedMfa, true);
+    assert.ok(Math.abs(Date.parse(pd.mfa.passedAt) - Date.now()) < 10_000);
+    // Another session: the same code again is a replay.
+    const t2 = await sessionOf('mfa-user', 'mfa-user-pass');
+    refused(await call('POST', '/authenticate/mfa', t2, { code: codeAt(secret, verifiedStep + 1) }), 'ERR_MFA_INVALID_CODE');
+  });
+
+  test('recovery codes are single-use; wrong codes end the session after five', async () => {
+    const t = await sessionOf('mfa-user', 'mfa-user-pass');
+    assert.equal((await call('POST', '/authenticate/mfa', t, { code: recovery[0]!.toLowerCase() })).status, 200);
+    const t2 = await sessionOf('mfa-user', 'mfa-user-pass');
+    refused(await call('POST', '/authenticate/mfa', t2, { code: recovery[0] }), 'ERR_MFA_INVALID_CODE', /neither the current TOTP code nor an unused recovery code/);
+    assert.equal((await call('POST', '/authenticate/mfa', t2, { code: recovery[1] })).status, 200);
+    const shown = await call('GET', '/current-identity/mfa/recovery-codes', t2, undefined, { 'mfa-validation-code': recovery[2]! });
+    assert.equal(shown.status, 200, JSON.stringify(shown.body));
+    assertSpec('detailMfaRecoveryCodesEnvelope', shown.body);
+    assert.deepEqual(shown.body.data.recoveryCodes, recovery.slice(3), 'used codes are gone');
+    const t3 = await sessionOf('mfa-user', 'mfa-user-pass');
+    for (let i = 1; i <= 5; i++) {
+      const r = await call('POST', '/authenticate/mfa', t3, { code: 'ZZZZZZZZ' });
+      refused(r, 'ERR_MFA_INVALID_CODE', i === 5 ? /after 5 wrong codes this API session has ended/ : undefined);
+    }
+    refused(await call('GET', '/current-api-session', t3), 'ERR_UNAUTHORIZED');
+    refused(await call('POST', '/authenticate/mfa', t3, { code: recovery[3] }), 'ERR_UNAUTHORIZED');
+  });
+
+  test('removing MFA needs a code; an admin can remove it too', async () => {
+    const t = await sessionOf('mfa-user', 'mfa-user-pass');
+    assert.equal((await call('POST', '/authenticate/mfa', t, { code: recovery[3] })).status, 200);
+    const none = await call('DELETE', '/current-identity/mfa', t);
+    assert.deepEqual([none.status, none.body.error.code], [400, 'ERR_INVALID_ARGUMENT']);
+    refused(await call('DELETE', '/current-identity/mfa', t, undefined, { 'mfa-validation-code': '000000' }), 'ERR_MFA_INVALID_CODE');
+    assert.equal((await call('DELETE', '/current-identity/mfa', t, { code: recovery[4] })).status, 200);
+    assert.equal((await get(`/identities/${user}`)).data.isMfaEnabled, false);
+    const plain = await login('mfa-user', 'mfa-user-pass');
+    assert.deepEqual([plain.body.data.isMfaRequired, plain.body.data.authQueries], [false, []]);
+    // Enrolled again (not verified): the admin removes it.
+    assert.equal((await call('POST', '/current-identity/mfa', plain.body.data.token)).status, 201);
+    assert.equal(await send('DELETE', `/identities/${user}/mfa`), 200);
+    assert.equal(await send('DELETE', `/identities/${user}/mfa`), 404);
+    assert.equal((await call('GET', '/current-identity/mfa', plain.body.data.token)).status, 404);
+  });
+
+  test('an auth policy that requires TOTP: enroll inside the partial session; the management API too', async () => {
+    const totpPolicy = await post('/auth-policies', { name: uniq('totp'), secondary: { requireTotp: true } });
+    await userWithPassword('mfa-admin', 'mfa-admin-pass', { isAdmin: true, authPolicyId: totpPolicy });
+    const r = await api(ctrl, 'POST', `${M}/authenticate?method=password`, { body: { username: 'mfa-admin', password: 'mfa-admin-pass' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.data.authQueries[0].isTotpEnrolled, false, 'not enrolled: enroll first');
+    const t = r.body.data.token as string;
+    refused(await api(ctrl, 'GET', `${M}/identities`, { token: t }), 'ERR_MFA_REQUIRED');
+    const notEnrolled = await call('POST', '/authenticate/mfa', t, { code: '123456' }, undefined, M);
+    assert.deepEqual([notEnrolled.status, notEnrolled.body.error.code], [404, 'ERR_NOT_FOUND']);
+    const started = await call('POST', '/current-identity/mfa', t, undefined, undefined, M);
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const s2 = secretOf(started.body.data.provisioningUrl);
+    adminRecovery = started.body.data.recoveryCodes;
+    assert.equal((await call('POST', '/current-identity/mfa/verify', t, { code: codeAt(s2, totpStep(Date.now())) }, undefined, M)).status, 200);
+    assert.equal((await api(ctrl, 'GET', `${M}/identities`, { token: t })).status, 200, 'verifying the enrollment passed MFA for this session');
+    const again = await api(ctrl, 'POST', `${M}/authenticate?method=password`, { body: { username: 'mfa-admin', password: 'mfa-admin-pass' } });
+    assert.equal(again.body.data.authQueries[0].isTotpEnrolled, true);
+    refused(await api(ctrl, 'GET', `${M}/identities`, { token: again.body.data.token }), 'ERR_MFA_REQUIRED');
+  });
+
+  test('CLI: login asks for the MFA code (--mfa-code)', () => {
+    const env = { ZTEDGE_CONFIG_DIR: join(dir, 'cli-mfa') };
+    const cli = (...args: string[]) => runCli(args, env, dir);
+    const base = ['edge', 'login', ctrl.url, '-u', 'mfa-admin', '-p', 'mfa-admin-pass', '-y'];
+    let r = cli(...base);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /mfa-admin must pass MFA: give --mfa-code CODE/);
+    r = cli(...base, '--mfa-code', 'WRONGWRO');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /ERR_MFA_INVALID_CODE/);
+    r = cli(...base, '--mfa-code', adminRecovery[0]!);
+    assert.equal(r.code, 0, r.stderr);
+    r = cli('edge', 'list', 'identities', 'name = "mfa-admin"');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /mfa-admin/);
   });
 });

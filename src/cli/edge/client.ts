@@ -125,7 +125,11 @@ export interface LoginOptions {
   username?: string;
   password?: string;
   identityFile?: string;
+  /** Asked for when the session must pass MFA (a TOTP code or a recovery code). */
+  mfaCode?: () => Promise<string | undefined>;
 }
+
+type LoginAnswer = { token: string; identity: { name: string }; authQueries?: { typeId?: string }[] };
 
 /** Authenticates and stores the session. Returns the identity name. */
 export async function login(opts: LoginOptions): Promise<{ identityName: string; state: CliState }> {
@@ -142,7 +146,7 @@ export async function login(opts: LoginOptions): Promise<{ identityName: string;
         const res = await requestWithProof(`${opts.url}${MANAGEMENT}/authenticate?method=cert`, { key, certPem: id.certPem }, {
           ...trust, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
         });
-        return await saveLogin(opts, jsonOf<{ token: string; identity: { name: string } }>(res));
+        return await saveLogin(opts, trust, jsonOf<LoginAnswer>(res));
       } finally {
         await key.close();
       }
@@ -157,10 +161,19 @@ export async function login(opts: LoginOptions): Promise<{ identityName: string;
   const res = await request(`${opts.url}${MANAGEMENT}/authenticate?method=${method}`, {
     ...trust, method: 'POST', headers: { 'content-type': 'application/json' }, body: body ?? '{}',
   });
-  return saveLogin(opts, jsonOf<{ token: string; identity: { name: string } }>(res));
+  return saveLogin(opts, trust, jsonOf<LoginAnswer>(res));
 }
 
-async function saveLogin(opts: LoginOptions, data: { token: string; identity: { name: string } }): Promise<{ identityName: string; state: CliState }> {
+/** Completes MFA when the new session asks for it (authQueries), then stores the session. */
+async function saveLogin(opts: LoginOptions, trust: TrustOptions, data: LoginAnswer): Promise<{ identityName: string; state: CliState }> {
+  if ((data.authQueries ?? []).some((q) => q.typeId === 'MFA')) {
+    const code = await opts.mfaCode?.();
+    if (code === undefined || code === '') throw new EdgeError('ERR_USAGE', `${data.identity.name} must pass MFA: give --mfa-code CODE (from the authenticator app, or a recovery code)`);
+    const res = await request(`${opts.url}${MANAGEMENT}/authenticate/mfa`, {
+      ...trust, method: 'POST', headers: { 'content-type': 'application/json', 'zt-session': data.token }, body: JSON.stringify({ code }),
+    });
+    jsonOf(res);
+  }
   const state: CliState = { url: opts.url, token: data.token, ca: opts.ca, username: opts.username, identityFile: opts.identityFile };
   await saveState(state);
   return { identityName: data.identity.name, state };

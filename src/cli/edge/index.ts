@@ -19,6 +19,7 @@ Manage the overlay through the controller's management API.
   login [URL] -u USER (-p PASS | --password-file F)   log in with a password (URL default https://127.0.0.1:1280)
   login [URL] --file IDENTITY.json                    log in with an enrolled admin identity's certificate
         --ca FILE   trust this CA bundle   -y   trust the bundle the controller serves without asking
+        --mfa-code CODE   when the identity must pass MFA (asked for on a terminal when not given)
   logout                                              end the session
   create identity [device|service|user] NAME          new identity with a one-time enrollment token
         --role-attributes a,b   --admin   --updb USERNAME   --external-id ID
@@ -93,7 +94,7 @@ const OPTIONS = {
   'auth-policy': { type: 'string' }, 'no-cert': { type: 'boolean' }, 'no-updb': { type: 'boolean' }, 'no-ext-jwt': { type: 'boolean' },
   'allow-expired-certs': { type: 'boolean' }, 'require-totp': { type: 'boolean' }, 'min-password-length': { type: 'string' },
   'require-mixed-case': { type: 'boolean' }, 'require-number': { type: 'boolean' }, 'require-special': { type: 'boolean' },
-  'max-attempts': { type: 'string' }, 'lockout-minutes': { type: 'string' },
+  'max-attempts': { type: 'string' }, 'lockout-minutes': { type: 'string' }, 'mfa-code': { type: 'string' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -158,7 +159,15 @@ async function doLogin(urlArg: string | undefined, v: Values): Promise<number> {
   let password = str(v.password);
   const pf = str(v['password-file']);
   if (pf !== undefined) password = await readSecretFile(pf);
-  const { identityName } = await login({ url, ca, username: str(v.username), password, identityFile: file });
+  const mfaCode = async (): Promise<string | undefined> => {
+    const given = str(v['mfa-code']);
+    if (given !== undefined || !process.stdin.isTTY) return given;
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    const answer = await rl.question('MFA code: ');
+    rl.close();
+    return answer.trim();
+  };
+  const { identityName } = await login({ url, ca, username: str(v.username), password, identityFile: file, mfaCode });
   out(`Logged in to ${url} as ${identityName} (session saved in ${statePath()})`);
   return 0;
 }

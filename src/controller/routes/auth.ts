@@ -6,7 +6,9 @@
  * The identity's auth policy (auth-policy.ts) decides which method it may
  * use, whether an expired certificate we issued still counts, and how many
  * wrong passwords in a row lock it (LockoutRecord; a locked identity cannot
- * log in by any method until the lock ends or an admin enables it).
+ * log in by any method until the lock ends or an admin enables it), and
+ * whether the new session must pass MFA (routes/mfa.ts) before it is of use:
+ * then the answer's `authQueries` asks for it, as OpenZiti's does.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -159,18 +161,21 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ControllerContext,
     }
     if (adminOnly && !identity.isAdmin) throw new EdgeError('ERR_FORBIDDEN', `identity "${identity.name}" is not an administrator`);
     if (ctx.store.lockouts.get(identity.id) !== undefined) await ctx.store.clearLockout(identity.id);
-    const session = await ctx.sessions.create(identity.id, authenticator.id, clientIp(req), now);
-    ctx.log.info({ identityId: identity.id, method }, 'API session created');
+    // A second factor: required by the policy, or chosen by the identity (MFA enrolled). Until it passes, the session is partial (routes/mfa.ts).
+    const mfaRequired = policy.secondary.requireTotp || ctx.store.mfa.get(identity.id)?.isVerified === true;
+    const session = await ctx.sessions.create(identity.id, authenticator.id, clientIp(req), now, mfaRequired);
+    ctx.log.info({ identityId: identity.id, method, mfaRequired }, 'API session created');
     return envelope(presentSession(ctx, session, identity));
   });
 
+  // A partial session (MFA pending) may read and end itself.
   app.get(`${prefix}/current-api-session`, async (req) => {
-    const { session, identity } = ctx.sessions.resolve(sessionToken(req), new Date());
+    const { session, identity } = ctx.sessions.resolve(sessionToken(req), new Date(), { partial: true });
     return envelope(presentSession(ctx, session, identity));
   });
 
   app.delete(`${prefix}/current-api-session`, async (req) => {
-    const { session } = ctx.sessions.resolve(sessionToken(req), new Date());
+    const { session } = ctx.sessions.resolve(sessionToken(req), new Date(), { partial: true });
     await ctx.sessions.end(session.token);
     return envelope({});
   });

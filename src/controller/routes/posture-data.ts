@@ -83,7 +83,10 @@ function merged(prev: PostureDataRecord | undefined, identityId: string, respons
   return { identityId, data: processes === data.processes ? data : { ...data, processes }, queryIds, wokenAt, unlockedAt, updatedAt: at };
 }
 
-/** postureData: absent reports are null (OpenZiti sends zero values); processes carry their `path` too. */
+/**
+ * postureData: absent reports (and passedAt before MFA passed) are null,
+ * where OpenZiti sends zero values; processes carry their `path` too.
+ */
 function presentPostureData(rec: PostureDataRecord | undefined, sessions: ApiSessionRecord[]): Record<string, unknown> {
   const ids = rec?.queryIds ?? {};
   const base = (kind: string, at: string) => ({ postureCheckId: ids[kind] ?? '', timedOut: false, lastUpdatedAt: at });
@@ -91,7 +94,7 @@ function presentPostureData(rec: PostureDataRecord | undefined, sessions: ApiSes
   const apiSessionPostureData: Record<string, unknown> = {};
   for (const s of sessions) {
     apiSessionPostureData[s.id] = {
-      mfa: { apiSessionId: s.id, passedMfa: false, passedAt: null, passedOnWake: false, passedOnUnlock: false },
+      mfa: { apiSessionId: s.id, passedMfa: s.mfaPassedAt != null, passedAt: s.mfaPassedAt ?? null, passedOnWake: false, passedOnUnlock: false },
       ...(rec !== undefined && (rec.wokenAt !== null || rec.unlockedAt !== null) ? { endpointState: { wokenAt: rec.wokenAt, unlockedAt: rec.unlockedAt } } : {}),
     };
   }
