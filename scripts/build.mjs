@@ -14,7 +14,8 @@ await build({
   format: 'cjs',
   sourcemap: 'linked',
   legalComments: 'linked',
-  banner: { js: '#!/usr/bin/env node' },
+  // -S: pass a V8 flag from the shebang (see src/router/node-flags.ts for why).
+  banner: { js: '#!/usr/bin/env -S node --initial-old-space-size=64' },
   external: ['lmdb', 'msgpackr-extract', 'pkcs11js'],
   logLevel: 'warning',
 });
