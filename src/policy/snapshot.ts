@@ -125,57 +125,74 @@ function entity(raw: unknown, where: string): { id: string; name: string; roleAt
  * a cache. Never returns a half-valid snapshot: anything wrong throws
  * ERR_POLICY_SNAPSHOT naming the first problem.
  */
-export function parseSnapshot(raw: unknown): PolicySnapshot {
+export function parseSnapshot(raw: unknown, previous?: { snapshot: PolicySnapshot; unchanged: ReadonlySet<string> }): PolicySnapshot {
   if (raw === null || typeof raw !== 'object') fail('not an object');
   const s = raw as Record<string, unknown>;
   if (s.v !== 1) fail(`unsupported version ${JSON.stringify(s.v)}`);
   if (!isString(s.revision) || !isString(s.issuedAt) || !isString(s.routerId)) fail('revision, issuedAt or routerId is missing');
   if (!isString(s.notAfter) || Number.isNaN(Date.parse(s.notAfter))) fail('notAfter is missing or not a date');
   if (!Array.isArray(s.identities) || !Array.isArray(s.services) || !Array.isArray(s.servicePolicies)) fail('identities, services or servicePolicies is not a list');
-  const identities = s.identities.map((r, i): SnapshotIdentity => {
-    const e = entity(r, `identities[${i}]`);
+  // After a delta, collections it did not touch are taken as already parsed: a change to one
+  // policy does not re-check 10,000 identities.
+  const collection = <K extends CollectionKey>(key: K): PolicySnapshot[K] => {
+    if (previous !== undefined && previous.unchanged.has(key)) return previous.snapshot[key];
+    const list = s[key] ?? [];
+    if (!Array.isArray(list)) fail(`${key} is not a list`);
+    return list.map((r, i) => COLLECTION_PARSERS[key](r, `${key}[${i}]`)) as PolicySnapshot[K];
+  };
+  return {
+    v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId,
+    identities: collection('identities'),
+    services: collection('services'),
+    servicePolicies: collection('servicePolicies'),
+    postureChecks: collection('postureChecks'),
+    serviceEdgeRouterPolicies: collection('serviceEdgeRouterPolicies'),
+  };
+}
+
+type CollectionKey = 'identities' | 'services' | 'servicePolicies' | 'postureChecks' | 'serviceEdgeRouterPolicies';
+
+/** One entity of each collection, checked; `at` names it in messages (`identities[3]`). */
+const COLLECTION_PARSERS: { [K in CollectionKey]: (raw: unknown, at: string) => PolicySnapshot[K][number] } = {
+  identities(r, at): SnapshotIdentity {
+    const e = entity(r, at);
     const posture = e.rec.posture;
-    if (posture !== undefined && (posture === null || typeof posture !== 'object')) fail(`identities[${i}].posture is not an object`);
+    if (posture !== undefined && (posture === null || typeof posture !== 'object')) fail(`${at}.posture is not an object`);
     return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, disabled: e.rec.disabled === true, ...(posture !== undefined ? { posture: posture as PostureData } : {}) };
-  });
-  const services = s.services.map((r, i): SnapshotService => {
-    const e = entity(r, `services[${i}]`);
+  },
+  services(r, at): SnapshotService {
+    const e = entity(r, at);
     const host = e.rec.host;
     const intercept = e.rec.intercept;
-    if (host !== undefined && (host === null || typeof host !== 'object')) fail(`services[${i}].host is not an object`);
-    if (intercept !== undefined && (intercept === null || typeof intercept !== 'object')) fail(`services[${i}].intercept is not an object`);
+    if (host !== undefined && (host === null || typeof host !== 'object')) fail(`${at}.host is not an object`);
+    if (intercept !== undefined && (intercept === null || typeof intercept !== 'object')) fail(`${at}.intercept is not an object`);
     return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, host: host as HostTarget | undefined, intercept: intercept as InterceptTarget | undefined };
-  });
-  const servicePolicies = s.servicePolicies.map((r, i): ServicePolicy => {
-    const e = entity({ roleAttributes: [], ...(r as object) }, `servicePolicies[${i}]`);
+  },
+  servicePolicies(r, at): ServicePolicy {
+    const e = entity({ roleAttributes: [], ...(r as object) }, at);
     const p = e.rec;
-    if (p.type !== 'Dial' && p.type !== 'Bind') fail(`servicePolicies[${i}].type must be Dial or Bind`);
-    if (p.semantic !== 'AnyOf' && p.semantic !== 'AllOf') fail(`servicePolicies[${i}].semantic must be AnyOf or AllOf`);
-    if (!isStringArray(p.identityRoles) || !isStringArray(p.serviceRoles)) fail(`servicePolicies[${i}] roles are not lists of strings`);
+    if (p.type !== 'Dial' && p.type !== 'Bind') fail(`${at}.type must be Dial or Bind`);
+    if (p.semantic !== 'AnyOf' && p.semantic !== 'AllOf') fail(`${at}.semantic must be AnyOf or AllOf`);
+    if (!isStringArray(p.identityRoles) || !isStringArray(p.serviceRoles)) fail(`${at} roles are not lists of strings`);
     const posture = p.postureCheckRoles === undefined ? [] : p.postureCheckRoles;
-    if (!isStringArray(posture)) fail(`servicePolicies[${i}].postureCheckRoles is not a list of strings`);
+    if (!isStringArray(posture)) fail(`${at}.postureCheckRoles is not a list of strings`);
     return { id: e.id, name: e.name, type: p.type, semantic: p.semantic, identityRoles: p.identityRoles, serviceRoles: p.serviceRoles, postureCheckRoles: posture };
-  });
-  const rawChecks = s.postureChecks ?? [];
-  if (!Array.isArray(rawChecks)) fail('postureChecks is not a list');
-  const postureChecks = rawChecks.map((r, i): PostureCheck => {
-    const e = entity(r, `postureChecks[${i}]`);
-    if (typeof e.rec.typeId !== 'string') fail(`postureChecks[${i}].typeId is missing`);
-    if (e.rec.data === null || typeof e.rec.data !== 'object') fail(`postureChecks[${i}].data is not an object`);
+  },
+  postureChecks(r, at): PostureCheck {
+    const e = entity(r, at);
+    if (typeof e.rec.typeId !== 'string') fail(`${at}.typeId is missing`);
+    if (e.rec.data === null || typeof e.rec.data !== 'object') fail(`${at}.data is not an object`);
     // Unknown typeIds are kept: evaluation fails them closed with a reason.
     return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, typeId: e.rec.typeId, data: e.rec.data } as PostureCheck;
-  });
-  const rawSerps = s.serviceEdgeRouterPolicies ?? [];
-  if (!Array.isArray(rawSerps)) fail('serviceEdgeRouterPolicies is not a list');
-  const serviceEdgeRouterPolicies = rawSerps.map((r, i): ServiceEdgeRouterPolicy => {
-    const e = entity({ roleAttributes: [], ...(r as object) }, `serviceEdgeRouterPolicies[${i}]`);
+  },
+  serviceEdgeRouterPolicies(r, at): ServiceEdgeRouterPolicy {
+    const e = entity({ roleAttributes: [], ...(r as object) }, at);
     const p = e.rec;
-    if (p.semantic !== 'AnyOf' && p.semantic !== 'AllOf') fail(`serviceEdgeRouterPolicies[${i}].semantic must be AnyOf or AllOf`);
-    if (!isStringArray(p.edgeRouterRoles) || !isStringArray(p.serviceRoles)) fail(`serviceEdgeRouterPolicies[${i}] roles are not lists of strings`);
+    if (p.semantic !== 'AnyOf' && p.semantic !== 'AllOf') fail(`${at}.semantic must be AnyOf or AllOf`);
+    if (!isStringArray(p.edgeRouterRoles) || !isStringArray(p.serviceRoles)) fail(`${at} roles are not lists of strings`);
     return { id: e.id, name: e.name, semantic: p.semantic, edgeRouterRoles: p.edgeRouterRoles, serviceRoles: p.serviceRoles };
-  });
-  return { v: 1, revision: s.revision, issuedAt: s.issuedAt, notAfter: s.notAfter, routerId: s.routerId, identities, services, servicePolicies, postureChecks, serviceEdgeRouterPolicies };
-}
+  },
+};
 
 /** Authorization from one snapshot: indexes built once, answers are pure lookups plus decide(). */
 export class SnapshotPolicyView {

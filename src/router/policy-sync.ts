@@ -265,7 +265,9 @@ export class PolicySync {
     this.checkRouter(raw.routerId);
     const applied = applyDelta(held.content, held.snapshot.revision, delta);
     if ('reason' in applied) throw new EdgeError('ERR_POLICY_SNAPSHOT', `policy delta does not apply: ${applied.reason}`);
-    const snapshot = parseSnapshot({ ...applied.content, revision: delta.revision, issuedAt: raw.issuedAt, notAfter: raw.notAfter });
+    const touched = new Set([...Object.keys(delta.upsert), ...Object.keys(delta.remove)]);
+    const unchanged = new Set(Object.keys(applied.content).filter((k) => !touched.has(k)));
+    const snapshot = parseSnapshot({ ...applied.content, revision: delta.revision, issuedAt: raw.issuedAt, notAfter: raw.notAfter }, { snapshot: held.snapshot, unchanged });
     return { content: applied.content, snapshot, chain: [...held.chain, jws] };
   }
 
