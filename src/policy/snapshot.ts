@@ -158,6 +158,8 @@ const COLLECTION_PARSERS: { [K in CollectionKey]: (raw: unknown, at: string) => 
     const e = entity(r, at);
     const posture = e.rec.posture;
     if (posture !== undefined && (posture === null || typeof posture !== 'object')) fail(`${at}.posture is not an object`);
+    // Already in shape (as the controller sends it): use it as is, no second copy of 10,000 identities.
+    if (typeof e.rec.disabled === 'boolean') return e.rec as unknown as SnapshotIdentity;
     return { id: e.id, name: e.name, roleAttributes: e.roleAttributes, disabled: e.rec.disabled === true, ...(posture !== undefined ? { posture: posture as PostureData } : {}) };
   },
   services(r, at): SnapshotService {
