@@ -198,8 +198,8 @@ const COLLECTION_PARSERS: { [K in CollectionKey]: (raw: unknown, at: string) => 
 
 /** Authorization from one snapshot: indexes built once, answers are pure lookups plus decide(). */
 export class SnapshotPolicyView {
-  private readonly identities = new Map<string, SnapshotIdentity>();
-  private readonly servicesByName = new Map<string, SnapshotService>();
+  private readonly identities: Map<string, SnapshotIdentity> = new Map();
+  private readonly servicesByName: Map<string, SnapshotService> = new Map();
   private readonly hosted = new Map<string, HostTarget>();
   private readonly dialPolicies: ServicePolicy[];
   /** Dial policies that could name each service (by service id), built on first use. */
@@ -216,10 +216,14 @@ export class SnapshotPolicyView {
    * `keepAfterExpiry`: go on authorizing past notAfter (a documented trade-off: availability over revocation).
    * `maxOfflineMs`: this router's own, shorter window, counted from the snapshot's issuedAt.
    */
-  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false, now = Date.now(), maxOfflineMs = Infinity) {
+  constructor(readonly snapshot: PolicySnapshot, keepAfterExpiry = false, now = Date.now(), maxOfflineMs = Infinity, previous?: SnapshotPolicyView) {
     this.expiresAtMs = keepAfterExpiry ? Infinity : Math.min(Date.parse(snapshot.notAfter), Date.parse(snapshot.issuedAt) + maxOfflineMs);
-    for (const i of snapshot.identities) this.identities.set(i.id, i);
-    for (const s of snapshot.services) this.servicesByName.set(s.name, s);
+    // Collections a delta left alone are the same arrays: their indexes carry over (10,000
+    // identities are not re-indexed because one policy changed).
+    if (previous !== undefined && previous.snapshot.identities === snapshot.identities) this.identities = previous.identities;
+    else for (const i of snapshot.identities) this.identities.set(i.id, i);
+    if (previous !== undefined && previous.snapshot.services === snapshot.services) this.servicesByName = previous.servicesByName;
+    else for (const s of snapshot.services) this.servicesByName.set(s.name, s);
     this.dialPolicies = snapshot.servicePolicies.filter((p) => p.type === 'Dial');
     for (const p of this.dialPolicies) {
       indexBy(this.dialByServiceRole, p.serviceRoles, p);

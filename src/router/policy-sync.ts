@@ -67,6 +67,16 @@ interface Held {
   chain: string[];
 }
 
+async function appendSynced(path: string, text: string): Promise<void> {
+  const fh = await fs.open(path, 'a', 0o600);
+  try {
+    await fh.appendFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export class PolicySync {
   private view: SnapshotPolicyView | undefined;
   private held: Held | undefined;
@@ -231,9 +241,14 @@ export class PolicySync {
   private adoptHeld(held: Held): void {
     const changed = held.snapshot.revision !== this.held?.snapshot.revision;
     this.held = held;
-    this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true, Date.now(), this.opts.maxOfflineMs);
-    const text = held.chain.join('\n') + '\n';
-    this.writing = this.writing.then(() => writeFileAtomic(this.cacheFile, text, 0o600)).catch((err: unknown) => {
+    this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true, Date.now(), this.opts.maxOfflineMs, this.view);
+    // A full snapshot replaces the cache (write, fsync, rename); a delta is appended and fsynced,
+    // so a change costs its own few hundred bytes, not a rewrite of megabytes. A torn append
+    // leaves a cache that fails verification as a whole (and is then refused, never half-used).
+    const write = held.chain.length === 1
+      ? () => writeFileAtomic(this.cacheFile, held.chain[0] + '\n', 0o600)
+      : () => appendSynced(this.cacheFile, held.chain[held.chain.length - 1] + '\n');
+    this.writing = this.writing.then(write).catch((err: unknown) => {
       this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'cannot write the policy cache');
     });
     if (changed) this.log.info({ revision: held.snapshot.revision, notAfter: held.snapshot.notAfter, hosted: [...this.view.hostedServices().keys()] }, 'policy updated');
