@@ -67,16 +67,6 @@ interface Held {
   chain: string[];
 }
 
-async function appendSynced(path: string, text: string): Promise<void> {
-  const fh = await fs.open(path, 'a', 0o600);
-  try {
-    await fh.appendFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 export class PolicySync {
   private view: SnapshotPolicyView | undefined;
   private held: Held | undefined;
@@ -85,6 +75,8 @@ export class PolicySync {
   private link: Link | undefined;
   private readonly log: Logger;
   private readonly cacheFile: string;
+  /** The signed deltas on top of cacheFile's full snapshot, one JWS per line. */
+  private readonly deltasFile: string;
   private readonly cas: ReturnType<typeof parsePemBundle>;
   private failures = 0;
   /** The host's latest posture report, re-sent on every new control link. */
@@ -95,6 +87,7 @@ export class PolicySync {
   constructor(private readonly opts: PolicySyncOptions) {
     this.log = opts.log.child({ subsys: 'policy-sync' });
     this.cacheFile = join(opts.dataDir, 'policy.jws');
+    this.deltasFile = join(opts.dataDir, 'policy.deltas');
     this.cas = parsePemBundle(opts.identity.caPem);
   }
 
@@ -242,12 +235,14 @@ export class PolicySync {
     const changed = held.snapshot.revision !== this.held?.snapshot.revision;
     this.held = held;
     this.view = new SnapshotPolicyView(held.snapshot, this.opts.keepAfterExpiry === true, Date.now(), this.opts.maxOfflineMs, this.view);
-    // A full snapshot replaces the cache (write, fsync, rename); a delta is appended and fsynced,
-    // so a change costs its own few hundred bytes, not a rewrite of megabytes. A torn append
-    // leaves a cache that fails verification as a whole (and is then refused, never half-used).
-    const write = held.chain.length === 1
-      ? () => writeFileAtomic(this.cacheFile, held.chain[0] + '\n', 0o600)
-      : () => appendSynced(this.cacheFile, held.chain[held.chain.length - 1] + '\n');
+    // Both files are replaced whole (write, fsync, rename), so a crash leaves the old or the new
+    // version of each, never half of one. A change rewrites only the deltas file (a few hundred
+    // bytes per delta), not the megabyte snapshot. A full snapshot drops the deltas first, so
+    // a crash in between leaves an older but complete signed state.
+    const deltas = held.chain.slice(1);
+    const write = deltas.length === 0
+      ? async () => { await fs.rm(this.deltasFile, { force: true }); await writeFileAtomic(this.cacheFile, held.chain[0] + '\n', 0o600); }
+      : () => writeFileAtomic(this.deltasFile, deltas.join('\n') + '\n', 0o600);
     this.writing = this.writing.then(write).catch((err: unknown) => {
       this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'cannot write the policy cache');
     });
@@ -292,14 +287,20 @@ export class PolicySync {
 
   private async readCache(): Promise<void> {
     let text: string;
+    let deltasText = '';
     try {
       text = await fs.readFile(this.cacheFile, 'utf8');
+      deltasText = await fs.readFile(this.deltasFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return '';
+        throw err;
+      });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ file: this.cacheFile, err: (err as Error).message }, 'policy cache cannot be read; ignoring it');
       return;
     }
     try {
-      const lines = text.split('\n').filter((l) => l.trim() !== '');
+      // The snapshot file's first line is the full snapshot; deltas follow there (older caches) or in the deltas file.
+      const lines = (text + '\n' + deltasText).split('\n').filter((l) => l.trim() !== '');
       if (lines.length === 0) throw new EdgeError('ERR_POLICY_SNAPSHOT', 'policy cache is empty');
       let held = this.fullOf(verifyJws(lines[0]!, POLICY_JWS_TYPE, this.cas, Date.now()), lines[0]!);
       for (const line of lines.slice(1)) held = this.withDelta(held, line);

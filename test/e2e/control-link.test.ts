@@ -7,7 +7,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Pki } from '../../src/controller/pki.js';
@@ -74,8 +74,8 @@ test('a full snapshot on connect, then a signed delta within a second of each ch
     // The router's revision equals what the controller computes for it.
     const session = await routerSessionRevision();
     assert.equal(sync.current()!.revision, session);
-    const cache = readFileSync(join(dir, 'd1', 'policy.jws'), 'utf8').trim().split('\n');
-    assert.ok(cache.length >= 2, 'full snapshot + at least one delta');
+    assert.equal(readFileSync(join(dir, 'd1', 'policy.jws'), 'utf8').trim().split('\n').length, 1, 'the full snapshot');
+    assert.ok(readFileSync(join(dir, 'd1', 'policy.deltas'), 'utf8').trim().split('\n').length >= 1, 'then at least one delta');
     const del = await api(ctrl, 'DELETE', `${M}/services/${svc.body.data.id}`, { token: admin });
     assert.equal(del.status, 200);
     await until(() => !sync.current()!.snapshot.services.some((s) => s.name === 'pushed'), 1000, 'removal pushed');
@@ -106,7 +106,11 @@ test('with the controller down the router starts from its verified cache; damage
   first.stop();
   await new Promise((r) => setTimeout(r, 100));
   const cacheFile = join(dir, 'd2', 'policy.jws');
-  const good = readFileSync(cacheFile, 'utf8');
+  const deltasFile = join(dir, 'd2', 'policy.deltas');
+  // The signed chain: the full snapshot, then the deltas (kept in a second file). The damaged
+  // copies below are written as one file, which the router reads the same way.
+  const good = readFileSync(cacheFile, 'utf8') + readFileSync(deltasFile, 'utf8');
+  assert.ok(good.trim().split('\n').length >= 2, 'a full snapshot and a delta');
 
   // A controller that is not there: an unused port in the identity.
   const offline: LoadedIdentity = { ...identity, apiUrl: 'https://127.0.0.1:9' };
@@ -125,6 +129,7 @@ test('with the controller down the router starts from its verified cache; damage
   ];
   const other = await Pki.loadOrCreate(join(dir, 'other'), ['127.0.0.1'], pino({ level: 'silent' }));
   cases.push(['signed by another controller', signSnapshot(sealSnapshot({ v: 1, routerId, identities: [], services: [], servicePolicies: [], postureChecks: [], serviceEdgeRouterPolicies: [] }, new Date()), other.policySigner) + '\n']);
+  rmSync(deltasFile);
   for (const [name, text] of cases) {
     writeFileSync(cacheFile, text);
     lines.length = 0;
