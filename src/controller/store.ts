@@ -1029,6 +1029,17 @@ export class Store {
   }
 
   /** Clears an identity's lock and its disabled flag (POST /identities/ID/enable). */
+  /** Disables an identity (OpenZiti's disable with durationMinutes 0): its API sessions end, routers refuse it once they hear. */
+  disableIdentity(id: string, at: string): Promise<boolean> {
+    return this.write(() => {
+      const identity = this.identities.get(id);
+      if (identity === undefined) return false;
+      for (const session of this.sessionsOf(id)) this.removeSessionRecord(session.token);
+      if (!identity.disabled) void this.identities.put(id, { ...identity, disabled: true, updatedAt: at });
+      return true;
+    });
+  }
+
   enableIdentity(id: string, at: string): Promise<boolean> {
     return this.write(() => {
       const identity = this.identities.get(id);

@@ -108,6 +108,22 @@ test('a router that was down when policy changed applies the change when it come
   await expectDial(strictPort, true, 'pushed after reconnect');
 });
 
+test('disabling the dialing identity cuts its open circuit; enabling it restores access', async () => {
+  const s = netConnect(strictPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  s.write('hello');
+  await new Promise((r) => s.once('data', r));
+  const closed = new Promise((r) => s.once('close', r));
+  const edgeId = o.routers.get('edge')!.id;
+  const t0 = Date.now();
+  await o.mgmt('POST', `/identities/${edgeId}/disable`, { durationMinutes: 0 });
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('circuit not cut within 1 s of disabling')), 1000))]);
+  process.stdout.write(`# disable: circuit cut ${Date.now() - t0} ms after the call started\n`);
+  assert.equal(await dialWorks(strictPort), false);
+  await o.mgmt('POST', `/identities/${edgeId}/enable`, {});
+  await expectDial(strictPort, true, 'enabled again', 15_000);
+});
+
 test('connected routers are re-signed before their offline window ends', async () => {
   const since = o.routers.get('strict')!.logs.length;
   await o.waitLog('strict', (l) => l.msg === 'policy re-signed', WINDOW_MS, since);

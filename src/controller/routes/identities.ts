@@ -168,6 +168,23 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ControllerCont
     return envelope({});
   });
 
+  /**
+   * OpenZiti's disable: `durationMinutes` 0 disables until `/enable`. Its API sessions end at
+   * once, and routers refuse its circuits and end the open ones when the change reaches them.
+   * A timed disable (durationMinutes > 0) is not supported yet: refused rather than made indefinite.
+   */
+  app.post(`${prefix}/identities/:id/disable`, { schema: { params: IdParams, body: Type.Object({ durationMinutes: Type.Integer({ minimum: 0 }) }) } }, async (req) => {
+    const { identity: caller } = requireAdmin(ctx, req);
+    const id = (req.params as Static<typeof IdParams>).id;
+    const { durationMinutes } = req.body as { durationMinutes: number };
+    if (durationMinutes !== 0) throw new EdgeError('ERR_INVALID_ARGUMENT', 'durationMinutes: only 0 (until enabled again) is supported', { details: { field: 'durationMinutes' } });
+    const target = getIdentity(ctx, id);
+    if (target.isDefaultAdmin) throw new EdgeError('ERR_CONFLICT', 'the default admin cannot be disabled');
+    await store.disableIdentity(target.id, new Date().toISOString());
+    ctx.log.info({ identityId: target.id, by: caller.id }, 'identity disabled');
+    return envelope({});
+  });
+
   /** OpenZiti's "clears all disabled state": the lock after failed logins, and the disabled flag. */
   app.post(`${prefix}/identities/:id/enable`, { schema: { params: IdParams } }, async (req) => {
     const { identity: caller } = requireAdmin(ctx, req);
