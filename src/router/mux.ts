@@ -230,7 +230,12 @@ export class LinkMux {
     });
     socket.on('drain', () => this.grantHeldBack(c));
     socket.on('error', ignore);
-    socket.on('close', () => this.drop(c, true));
+    socket.on('close', () => {
+      // Both sides ended but our last bytes still wait for credit: the circuit finishes when
+      // they are out (addCredit), not now, or they would be lost with it.
+      if (c.localEnded && c.remoteEnded && c.pending !== undefined) return;
+      this.drop(c, true);
+    });
     if (!this.linkBlocked) socket.resume();
   }
 
@@ -259,8 +264,10 @@ export class LinkMux {
       c.pending = undefined;
       this.send(c, pending);
       if (c.pending === undefined) {
-        if (c.localEnded) this.link.sendFrame(FrameType.FIN, 0, c.id, EMPTY);
-        else if (!this.linkBlocked) c.socket.resume();
+        if (c.localEnded) {
+          this.link.sendFrame(FrameType.FIN, 0, c.id, EMPTY);
+          this.maybeFinished(c);
+        } else if (!this.linkBlocked) c.socket.resume();
       }
     }
   }
@@ -293,8 +300,9 @@ export class LinkMux {
     this.maybeFinished(c);
   }
 
+  /** Forgets a circuit once both directions ended and nothing of ours waits to be sent. */
   private maybeFinished(c: Circuit): void {
-    if (c.localEnded && c.remoteEnded) this.circuits.delete(c.id);
+    if (c.localEnded && c.remoteEnded && c.pending === undefined) this.circuits.delete(c.id);
   }
 
   /** Ends a circuit; `tellPeer` sends RESET unless both sides had finished cleanly. */
