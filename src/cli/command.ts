@@ -33,3 +33,17 @@ export function str(v: unknown): string | undefined {
 export function out(line = ''): void {
   process.stdout.write(line + '\n');
 }
+
+/** Resolves on the first SIGINT or SIGTERM (logging which), for commands that run until stopped. */
+export function untilStopSignal(log?: { info(obj: object, msg: string): void }): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      log?.info({ signal }, 'stopping');
+      resolve(signal);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

@@ -2,7 +2,7 @@
 import { startController } from '../controller/index.js';
 import { EdgeError } from '../errors.js';
 import { createRootLogger } from '../log/index.js';
-import { parse, str, type Command } from './command.js';
+import { parse, str, untilStopSignal, type Command } from './command.js';
 
 const HELP = `Usage: ztedge controller --data DIR [options]
 
@@ -54,14 +54,7 @@ export const controllerCommand: Command = {
       policyOfflineWindowMs: offlineHours === undefined ? undefined : offlineHours * 3600_000,
       log,
     });
-    await new Promise<void>((resolveStop) => {
-      const stop = (signal: string): void => {
-        log.info({ signal }, 'stopping');
-        resolveStop();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    await untilStopSignal(log);
     await ctrl.close();
     log.flush();
     return 0;

@@ -15,7 +15,7 @@ import { enroll } from '../identity/enroll.js';
 import { loadIdentityFile } from '../identity/file.js';
 import { jsonOf, request } from '../identity/https.js';
 import { createRootLogger } from '../log/index.js';
-import { out, parse, str, type Command } from './command.js';
+import { out, parse, str, untilStopSignal, type Command } from './command.js';
 import { login, ManagementClient } from './edge/client.js';
 import { ensureRouter, getUntil, portOrFree, startDemoService, startRouterProcess, stopRouters, writeRouterConfig, type QuickRouter } from './quickstart-fabric.js';
 
@@ -133,7 +133,7 @@ export const quickstartCommand: Command = {
       if (values.exit === true) return 0;
       out('');
       out('Controller and routers running; press Ctrl-C to stop.');
-      await new Promise<void>((r) => { process.once('SIGINT', () => r()); process.once('SIGTERM', () => r()); });
+      await untilStopSignal();
       return 0;
     } finally {
       await stopRouters(routers);

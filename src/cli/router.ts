@@ -13,7 +13,7 @@ import { processPathsOf } from '../policy/posture.js';
 import { PolicySync } from '../router/policy-sync.js';
 import { PostureWatcher } from '../router/posture.js';
 import { Router, type HostTarget, type PolicyView } from '../router/router.js';
-import { parse, str, type Command } from './command.js';
+import { parse, str, untilStopSignal, type Command } from './command.js';
 import { promises as fs } from 'node:fs';
 
 const HELP = `Usage: ztedge router --config FILE
@@ -121,14 +121,7 @@ export const routerCommand: Command = {
     });
     await router.start();
     log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
-    await new Promise<void>((resolveStop) => {
-      const stop = (signal: string): void => {
-        log.info({ signal }, 'stopping');
-        resolveStop();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    await untilStopSignal(log);
     sync.stop();
     posture?.stop();
     clearInterval(postureRefresh);

@@ -21,10 +21,10 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { Link, parsePemBundle } from '../link/index.js';
 import type { Logger } from '../log/index.js';
-import { diffContent, type Content } from '../policy/delta.js';
+import { diffContent } from '../policy/delta.js';
 import { applyPostureResponses, type PostureResponse } from '../policy/posture.js';
 import { POLICY_DELTA_JWS_TYPE, signJws, signSnapshot } from '../policy/signed.js';
-import type { PolicySnapshot } from '../policy/snapshot.js';
+import { contentOf, type PolicySnapshot } from '../policy/snapshot.js';
 import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
 import type { ControllerContext } from './context.js';
 import { certFingerprint } from './pki.js';
@@ -247,8 +247,3 @@ function postureResponsesOf(raw: unknown): PostureResponse[] | undefined {
   return out;
 }
 
-/** The content of a snapshot: everything but revision and validity. */
-export function contentOf(s: PolicySnapshot): Content {
-  const { revision: _r, issuedAt: _i, notAfter: _n, ...content } = s;
-  return content as unknown as Content;
-}

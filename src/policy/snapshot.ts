@@ -83,6 +83,12 @@ export interface ServiceEdgeRouterPolicy {
 
 export type SnapshotContent = Omit<PolicySnapshot, 'revision' | 'issuedAt' | 'notAfter'>;
 
+/** The content of a snapshot (as data): everything but its revision and validity, which are not hashed. */
+export function contentOf(snapshot: object): Content {
+  const { revision: _r, issuedAt: _i, notAfter: _n, ...content } = snapshot as Record<string, unknown>;
+  return content;
+}
+
 /** Default offline window: how long a router may authorize from a snapshot without hearing from its controller. */
 export const DEFAULT_OFFLINE_WINDOW_MS = 72 * 3600_000;
 
@@ -235,18 +241,18 @@ export class SnapshotPolicyView {
     if (self !== undefined && !self.disabled) {
       const posture = this.postureOf(self, now);
       for (const s of snapshot.services) {
-        if (s.host !== undefined && this.serviceMayUseThisRouter(s) && decide({ identity: self, service: s, type: 'Bind' }, bind, posture).allow) this.hosted.set(s.name, s.host);
+        if (s.host !== undefined && this.serpFor(s) !== undefined && decide({ identity: self, service: s, type: 'Bind' }, bind, posture).allow) this.hosted.set(s.name, s.host);
       }
     }
   }
 
   private readonly self: SnapshotIdentity | undefined;
 
-  /** Does a service edge router policy let `svc` use this router? Closed by default, as in OpenZiti. */
-  private serviceMayUseThisRouter(svc: SnapshotService): boolean {
+  /** The service edge router policy that lets `svc` use this router, if any (none: closed, as in OpenZiti). */
+  private serpFor(svc: SnapshotService): ServiceEdgeRouterPolicy | undefined {
     const self = this.self;
-    if (self === undefined) return false;
-    return this.snapshot.serviceEdgeRouterPolicies.some((p) => matchesRoles(p.edgeRouterRoles, p.semantic, self) && matchesRoles(p.serviceRoles, p.semantic, svc));
+    if (self === undefined) return undefined;
+    return this.snapshot.serviceEdgeRouterPolicies.find((p) => matchesRoles(p.edgeRouterRoles, p.semantic, self) && matchesRoles(p.serviceRoles, p.semantic, svc));
   }
 
   /**
@@ -259,7 +265,7 @@ export class SnapshotPolicyView {
     if (now > this.expiresAtMs) return { allow: false, reason: `Dial denied: this router's policy expired at ${new Date(this.expiresAtMs).toISOString()}`, ruleId: null };
     const svc = this.servicesByName.get(service);
     if (svc === undefined) return { allow: false, reason: `Dial denied: service "${service}" is unknown to this router's policy`, ruleId: null };
-    const serp = this.self === undefined ? undefined : this.snapshot.serviceEdgeRouterPolicies.find((p) => matchesRoles(p.edgeRouterRoles, p.semantic, this.self!) && matchesRoles(p.serviceRoles, p.semantic, svc));
+    const serp = this.serpFor(svc);
     if (serp === undefined) return { allow: false, reason: `Dial denied: no service edge router policy lets service "${service}" use this router`, ruleId: null };
     return { allow: true, reason: `service edge router policy "${serp.name}" (${serp.id}) lets service "${service}" use this router`, ruleId: serp.id };
   }

@@ -31,7 +31,7 @@ import { parsePemBundle } from '../link/trust.js';
 import type { Logger } from '../log/index.js';
 import { applyDelta, contentRevision, parseDelta, type Content } from '../policy/delta.js';
 import { POLICY_DELTA_JWS_TYPE, POLICY_JWS_TYPE, verifyJws } from '../policy/signed.js';
-import { parseSnapshot, SnapshotPolicyView, type PolicySnapshot } from '../policy/snapshot.js';
+import { contentOf, parseSnapshot, SnapshotPolicyView, type PolicySnapshot } from '../policy/snapshot.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { CloseCode, FrameType, decodeControl } from '../wire/index.js';
 import { backoffMs } from './backoff.js';
@@ -79,6 +79,8 @@ export class PolicySync {
   private readonly deltasFile: string;
   private readonly cas: ReturnType<typeof parsePemBundle>;
   private failures = 0;
+  /** Resolves start()'s wait for the first policy (or the first failed dial). */
+  private firstSync: () => void = () => undefined;
   /** The host's latest posture report, re-sent on every new control link. */
   private posture: readonly unknown[] | undefined;
   /** Serializes cache writes: a delta's file never overtakes the previous one. */
@@ -122,8 +124,6 @@ export class PolicySync {
       else this.log.error({ controller: this.opts.identity.apiUrl }, 'controller unreachable and no cached policy: nothing is allowed until it answers');
     }
   }
-
-  private firstSync: () => void = () => undefined;
 
   stop(): void {
     this.stopped = true;
@@ -258,7 +258,7 @@ export class PolicySync {
   private fullOf(raw: unknown, jws: string): Held {
     const snapshot = parseSnapshot(raw);
     this.checkRouter(snapshot.routerId);
-    const { revision: _r, issuedAt: _i, notAfter: _n, ...content } = raw as Record<string, unknown>;
+    const content = contentOf(raw as object);
     if (contentRevision(content) !== snapshot.revision) {
       // Signed by the controller, so used; but deltas on top of it will not line up.
       this.log.warn({ revision: snapshot.revision }, 'snapshot revision does not match its content hash (controller and router versions differ?)');
