@@ -47,6 +47,8 @@ const LOCAL_CODES = [
   'ERR_PKI',
   'ERR_POLICY_SNAPSHOT',
   'ERR_POLICY_SIGNATURE',
+  'ERR_TUN',
+  'ERR_DNS',
 ] as const;
 
 export type HttpErrorCode = keyof typeof HTTP_STATUS;
