@@ -34,6 +34,8 @@ export const IPV4_CIDR_PATTERN = '^[0-9]{1,3}(?:\\.[0-9]{1,3}){3}/[0-9]{1,2}$';
  * it may not start with '-' (it would read as an option) or '.'.
  */
 export const TUN_NAME_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$';
+/** `ip netns` names: a file name under /run/netns. */
+export const NETNS_NAME_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$';
 
 /** What each pattern means, in words, for error messages. */
 export const PATTERN_MEANING: ReadonlyMap<string, string> = new Map([
@@ -41,6 +43,7 @@ export const PATTERN_MEANING: ReadonlyMap<string, string> = new Map([
   [ENDPOINT_PATTERN, 'tls:HOST:PORT (IPv6 in brackets), for example tls:hub.example:3022'],
   [IPV4_CIDR_PATTERN, 'an IPv4 network A.B.C.D/LEN, for example 100.64.0.0/10'],
   [TUN_NAME_PATTERN, 'an interface name of 1–15 letters, digits, "_", "." or "-", not starting with "." or "-"'],
+  [NETNS_NAME_PATTERN, 'a network namespace name of 1–64 letters, digits, "_", "." or "-", not starting with "." or "-"'],
 ]);
 
 /** setTimeout's ceiling (2^31 - 1 ms, about 24.8 days); longer delays fire at once in Node. */
@@ -124,6 +127,15 @@ export const TunSchema = Type.Object({
   upstream: withDefault(Type.Array(hostPort('IP:PORT'), {
     description: 'Resolvers (IP:PORT) for names that are not intercepted. Empty: such queries are answered REFUSED.',
   }), []),
+  /** Device MTU. */
+  mtu: withDefault(Type.Integer({ minimum: 576, maximum: 65535, description: 'MTU of the TUN device, 576–65535. Devices on a LAN send at most their own MTU; local programs (same host) send up to this, so a larger value moves more bytes per packet.' }), 1500),
+  /** Move the device into this network namespace. */
+  netns: Type.Optional(Type.String({ pattern: NETNS_NAME_PATTERN, description: 'Name of an existing network namespace (ip netns) to move the TUN device into after creating it: the router keeps its links in its own namespace while the devices it serves live in another (containers, tests). Absent: the device stays in the router\'s namespace.' })),
+  /** Flow limits. */
+  maxTcpFlows: withDefault(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'TCP connections intercepted at once; a SYN beyond the limit is answered with RST (and counted).' }), 16384),
+  maxUdpFlows: withDefault(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'UDP flows (source address:port to destination address:port) open at once; datagrams of new flows beyond the limit are dropped (and counted).' }), 4096),
+  /** UDP flow idle time. */
+  udpIdleSeconds: withDefault(Type.Integer({ minimum: 1, maximum: 86_400, description: 'A UDP flow (and its circuit) ends after this many seconds without a datagram either way.' }), 60),
 }, { ...strict, description: 'Settings of the tun interception mode.' });
 
 /** How this router captures traffic for services it may Dial. */
