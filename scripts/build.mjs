@@ -19,7 +19,7 @@ await build({
   legalComments: 'linked',
   // -S: pass a V8 flag from the shebang (see src/router/node-flags.ts for why).
   banner: { js: '#!/usr/bin/env -S node --initial-old-space-size=64' },
-  external: ['lmdb', 'msgpackr-extract', 'pkcs11js'],
+  external: ['lmdb', 'msgpackr-extract', 'pkcs11js', '@ztedge/tun'],
   logLevel: 'warning',
 });
 chmodSync('dist/ztedge.cjs', 0o755);
