@@ -12,6 +12,7 @@
  */
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { EdgeError } from '../errors.js';
 import { newTunCounters, type DeviceErrorHandler, type PacketHandler, type TunCounters, type TunDevice } from './device.js';
 
@@ -73,6 +74,8 @@ export interface LinuxTunOptions {
   maxBatch?: number;
   /** Load the addon from this .node file instead of the `@ztedge/tun` package (custom builds, tests). */
   addonPath?: string;
+  /** Use this addon object as is (tests substitute a fake kernel); wins over `addonPath`. */
+  addon?: TunAddon;
 }
 
 /** Bytes of struct virtio_net_hdr (linux/virtio_net.h) without the num_buffers field. */
@@ -147,7 +150,7 @@ export function openLinuxTun(opts: LinuxTunOptions): TunDevice {
   if (opts.offload !== undefined && opts.offload !== 0 && opts.vnetHdr !== true) {
     throw new EdgeError('ERR_TUN', 'TUN offloads need vnetHdr: true (the kernel describes GSO packets in the virtio_net_hdr)');
   }
-  const addon = loadTunAddon(opts.addonPath);
+  const addon = opts.addon ?? loadTunAddon(opts.addonPath);
   const c = addon.constants;
   let opened: { fd: number; name: string };
   try {
@@ -281,8 +284,12 @@ class LinuxTun implements TunDevice {
   }
 }
 
+/** Linux EBADFD: what reads of a TUN return once the device was deleted (libuv has no name for it). */
+const EBADFD = 77;
+
 /** "EAGAIN"-style name of a negative errno. */
 function errnoName(negErrno: number): string {
-  for (const [name, value] of Object.entries(E)) if (value === -negErrno) return name;
-  return `errno ${-negErrno}`;
+  if (negErrno === -EBADFD) return 'EBADFD';
+  const name = getSystemErrorName(negErrno);
+  return name.startsWith('Unknown') ? `errno ${-negErrno}` : name;
 }
