@@ -92,9 +92,9 @@ class Pending {
   truncated: Buffer | undefined = undefined;
   socket: TcpSocket | undefined = undefined;
 
-  constructor(id: number, query: Buffer, qEnd: number, opts: ForwardOptions, server: number, done: ForwardCallback) {
+  constructor(id: number, clientId: number, query: Buffer, qEnd: number, opts: ForwardOptions, server: number, done: ForwardCallback) {
     this.id = id;
-    this.clientId = query.readUInt16BE(0);
+    this.clientId = clientId;
     this.query = query;
     this.questionEnd = qEnd;
     this.opts = opts;
@@ -102,6 +102,11 @@ class Pending {
     this.server = server;
     this.tcp = opts.tcp;
   }
+}
+
+/** Closes a UDP socket; resolves once its handle is gone. */
+export function closeUdp(socket: UdpSocket): Promise<void> {
+  return new Promise((resolve) => socket.close(() => resolve()));
 }
 
 /** Canonical text of an address, so `::1` and `0:0::1` compare equal. */
@@ -182,21 +187,21 @@ export class Forwarder {
     while (this.pending.has(id)) id = randomInt(0x10000);
     const copy = Buffer.from(query);
     copy.writeUInt16BE(id, 0);
-    const p = new Pending(id, copy, qEnd, opts, this.preferred, done);
+    const p = new Pending(id, query.readUInt16BE(0), copy, qEnd, opts, this.preferred, done);
     this.send(p);
   }
 
   /** Closes sockets and drops queries still out (their clients get nothing: the listener is going away too). */
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     for (const p of this.pending.values()) p.socket?.destroy();
     this.pending.clear();
-    this.udp4?.close();
-    this.udp6?.close();
+    const closing = [this.udp4, this.udp6].map((socket) => (socket === undefined ? undefined : closeUdp(socket)));
     this.udp4 = undefined;
     this.udp6 = undefined;
+    await Promise.all(closing);
   }
 
   private openUdp(type: 'udp4' | 'udp6'): Promise<UdpSocket> {

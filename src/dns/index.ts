@@ -160,13 +160,13 @@ export class DnsService {
     try {
       await this.listener.start();
     } catch (err) {
-      this.forwarder?.stop();
+      await this.forwarder?.stop();
       throw err;
     }
   }
 
   async stop(): Promise<void> {
-    this.forwarder?.stop();
+    await this.forwarder?.stop();
     await this.listener.stop();
   }
 }

@@ -21,7 +21,7 @@ import type { Logger } from '../log/index.js';
 import type { HostPort } from '../config/address.js';
 import { EdgeError } from '../errors.js';
 import { MessageReader, writeMessage } from './framing.js';
-import type { Forwarder } from './forwarder.js';
+import { closeUdp, type Forwarder } from './forwarder.js';
 import type { DnsHandler } from './server.js';
 
 /** Idle TCP client connections are closed after this (RFC 7766 §6.2.3 suggests seconds, not minutes). */
@@ -171,10 +171,10 @@ export class DnsListener {
 
   /** Closes every socket and client connection. */
   async stop(): Promise<void> {
-    for (const socket of this.udp) socket.close();
+    const closing = this.udp.map(closeUdp);
     this.udp.length = 0;
     for (const client of this.clients) client.destroy();
-    const closing = this.tcp.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const server of this.tcp) closing.push(new Promise<void>((resolve) => server.close(() => resolve())));
     this.tcp.length = 0;
     this.bound.length = 0;
     await Promise.all(closing);
@@ -192,7 +192,7 @@ export class DnsListener {
         this.bound.push({ host: address.host, port });
         return;
       } catch (err) {
-        udp.close();
+        await closeUdp(udp);
         // With port 0 the UDP port may be taken for TCP: pick another.
         if (i >= tries || (err as EdgeError).details?.code !== 'EADDRINUSE') throw err;
       }
@@ -203,8 +203,7 @@ export class DnsListener {
     const socket = createSocket(address.family === 6 ? 'udp6' : 'udp4');
     return new Promise((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {
-        socket.close();
-        reject(bindError('udp', address.host, address.port, err));
+        socket.close(() => reject(bindError('udp', address.host, address.port, err)));
       });
       socket.bind(address.port, address.host, () => {
         socket.removeAllListeners('error');
