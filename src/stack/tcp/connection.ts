@@ -297,9 +297,9 @@ export class TcpConnection implements HeapItem {
     if (!this.receiving()) return;
     const cur = this.rcvWnd;
     const avail = this.availableWindow();
-    // Announce now only when the window grows by the SWS threshold and either was small or at least doubles;
-    // otherwise the next ACK carries it (avoids one ACK per consume call).
-    if (avail - cur >= this.swsThreshold() && (cur < this.sndMss * 2 || avail >= 2 * cur)) {
+    // Announce at once only when the window we offered is under two segments (the peer may be stalled on it).
+    // Otherwise the peer can still send two segments, whose ACK (RFC 9293 §3.8.6.3) carries the new window.
+    if (cur < 2 * this.cfg.mssBytes && avail - cur >= this.swsThreshold()) {
       this.sendAck();
     }
     this.reschedule();
