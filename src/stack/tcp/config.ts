@@ -126,6 +126,6 @@ export function resolveTcpConfig(overrides: Partial<TcpConfig> = {}): Readonly<T
 /** Smallest shift that fits `bufferBytes` in the 16-bit window field (RFC 7323 §2.2). */
 export function windowShiftFor(bufferBytes: number): number {
   let shift = 0;
-  while (shift < MAX_WINDOW_SHIFT && bufferBytes >> shift > 0xffff) shift++;
+  while (shift < MAX_WINDOW_SHIFT && bufferBytes / 2 ** shift > 0xffff) shift++;
   return shift;
 }
