@@ -84,9 +84,10 @@ struct addon {
  * the shape Node's own system errors have, so TypeScript can branch on code. */
 static void throw_errno(napi_env env, int err, const char *syscall, const char *what) {
   char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s (%s)", what, strerror(err), syscall);
+  const char *name = uv_err_name(-err);
+  snprintf(msg, sizeof msg, "%s: %s (%s, %s)", what, strerror(err), name, syscall);
   napi_value code, message, error, errno_v, syscall_v;
-  if (napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code) != napi_ok) return;
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) != napi_ok) return;
   if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return;
   if (napi_create_error(env, code, message, &error) != napi_ok) return;
   napi_create_int32(env, -err, &errno_v);
