@@ -72,6 +72,8 @@ export class ForwarderCounters {
   tcpFallback = 0;
   /** UDP messages that matched no query (late, spoofed, from the wrong address, wrong question). */
   unmatched = 0;
+  /** UDP sends the kernel refused (no route to the upstream, for example); the try then times out. */
+  sendErrors = 0;
 }
 
 /** One query out upstream. */
@@ -147,12 +149,16 @@ export class Forwarder {
   /** The upstream that answered last: asked first. */
   private preferred = 0;
   private stopped = false;
+  /** One callback for every UDP send: counts failures instead of an 'error' event (and a log line) per query. */
+  private readonly onSent = (err: Error | null): void => {
+    if (err !== null) this.counters.sendErrors++;
+  };
 
   constructor(opts: ForwarderOptions) {
     if (opts.upstream.length === 0) throw new EdgeError('ERR_DNS', 'the DNS forwarder needs at least one upstream resolver');
     this.upstream = opts.upstream;
     this.upstreamHosts = opts.upstream.map((u) => canonicalHost(u.host, u.family));
-    this.log = opts.log.child({ subsys: 'dns', component: 'forwarder' });
+    this.log = opts.log.child({ subsys: 'dns' });
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
     this.attempts = opts.attempts ?? Math.max(2, opts.upstream.length);
     this.maxPending = Math.min(opts.maxPending ?? DEFAULT_MAX_PENDING, 4096);
@@ -233,7 +239,7 @@ export class Forwarder {
       return;
     }
     const socket = server.family === 6 ? this.udp6 : this.udp4;
-    socket?.send(p.query, server.port, server.host);
+    socket?.send(p.query, server.port, server.host, this.onSent);
   }
 
   private sendTcp(p: Pending, server: HostPort): void {

@@ -50,8 +50,12 @@ export interface DnsServiceOptions {
   readonly maxNames?: number;
   /** Per upstream try. Default 2 s. */
   readonly upstreamTimeoutMs?: number;
+  /** Idle TCP client connections are closed after this. Default 10 s. */
   readonly tcpIdleMs?: number;
+  /** Default 128. */
   readonly maxTcpConnections?: number;
+  /** Forwarded queries out per TCP client connection before reading pauses. Default 16. */
+  readonly maxTcpInflight?: number;
   /** Monotonic milliseconds. Default `performance.now`. */
   readonly clock?: () => number;
 }
@@ -111,6 +115,7 @@ export class DnsService {
       clock: opts.clock,
       tcpIdleMs: opts.tcpIdleMs,
       maxTcpConnections: opts.maxTcpConnections,
+      maxTcpInflight: opts.maxTcpInflight,
     });
   }
 

@@ -141,12 +141,17 @@ export class DnsListener {
   private readonly udp: UdpSocket[] = [];
   private readonly tcp: Server[] = [];
   private readonly bound: BoundAddress[] = [];
+  /** UDP replies the kernel refused to send (counted, not logged: that would be a line per packet). */
+  replySendErrors = 0;
+  private readonly onSent = (err: Error | null): void => {
+    if (err !== null) this.replySendErrors++;
+  };
 
   constructor(opts: DnsListenerOptions) {
     this.listen = opts.listen;
     this.handler = opts.handler;
     this.forwarder = opts.forwarder;
-    this.log = opts.log.child({ subsys: 'dns', component: 'listener' });
+    this.log = opts.log.child({ subsys: 'dns' });
     this.clock = opts.clock ?? (() => performance.now());
     this.tcpIdleMs = opts.tcpIdleMs ?? DEFAULT_TCP_IDLE_MS;
     this.maxTcpConnections = opts.maxTcpConnections ?? DEFAULT_MAX_TCP_CONNECTIONS;
@@ -230,11 +235,11 @@ export class DnsListener {
   private onUdp(socket: UdpSocket, msg: Buffer, rinfo: RemoteInfo): void {
     const decision = this.handler.answer(msg, this.clock());
     if (decision.kind === 'reply') {
-      socket.send(decision.reply, rinfo.port, rinfo.address);
+      socket.send(decision.reply, rinfo.port, rinfo.address, this.onSent);
     } else if (decision.kind === 'forward' && this.forwarder !== undefined) {
       this.forwarder.forward(decision.query, { tcp: false, edns: decision.edns, maxUdpBytes: decision.maxUdpBytes }, (reply) => {
         // The answer may come after stop(): sending on a closed socket throws.
-        if (this.udp.includes(socket)) socket.send(reply, rinfo.port, rinfo.address);
+        if (this.udp.includes(socket)) socket.send(reply, rinfo.port, rinfo.address, this.onSent);
       });
     }
   }

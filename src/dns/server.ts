@@ -51,6 +51,8 @@ export const DEFAULT_TTL_SECONDS = 60;
 export const EDNS_UDP_PAYLOAD_BYTES = 1232;
 /** Largest UDP reply to a client without EDNS (RFC 1035 §2.3.4). */
 export const CLASSIC_UDP_BYTES = 512;
+/** Largest UDP reply we pass on whatever a client advertises: a common resolver cap, far below the 65 507-byte datagram limit. */
+export const MAX_UDP_BYTES = 4096;
 export const HEADER_BYTES = 12;
 
 /** RCODEs (RFC 1035 §4.1.1; BADVERS: RFC 6891 §9, extended). */
@@ -269,7 +271,8 @@ export class DnsHandler {
       if (rr.type !== 'OPT') continue;
       if (doFlag >= 0) return this.formerr(query);
       doFlag = (rr.flags ?? 0) & OPT_FLAG_DO;
-      maxUdpBytes = Math.max(CLASSIC_UDP_BYTES, rr.udpPayloadSize ?? 0);
+      // RFC 6891 §6.2.5: sizes below 512 mean 512.
+      maxUdpBytes = Math.min(MAX_UDP_BYTES, Math.max(CLASSIC_UDP_BYTES, rr.udpPayloadSize ?? 0));
       if ((rr.ednsVersion ?? 0) !== 0) {
         c.badvers++;
         return this.reply(buildReply(query, qEnd, Rcode.BADVERS, this.raFlag, undefined, doFlag), Rcode.BADVERS);

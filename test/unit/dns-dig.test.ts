@@ -301,6 +301,32 @@ test('tcp: pipelined queries in one write, split across writes, all answered wit
   socket.destroy();
 });
 
+test('tcp: past maxTcpInflight forwarded queries a connection stops being read until answers come back', async () => {
+  const q = (id: number, name: string): Buffer => dnsPacket.streamEncode({ type: 'query', id, questions: [{ name, type: 'A' }] });
+  const order = async (maxTcpInflight: number): Promise<number[]> => {
+    const service = new DnsService({
+      listen: ['127.0.0.1:0'], upstream: [`127.0.0.1:${upstream.port}`], range: '100.64.0.0/24', reserved: [], log, maxTcpInflight,
+    });
+    service.setIntercepts(INTERCEPTS);
+    await service.start();
+    try {
+      const { socket, next } = await rawTcp(service.addresses[0]!.port);
+      // Two forwarded queries, then one answered locally at once.
+      socket.write(Buffer.concat([q(1, 'www.example.test'), q(2, 'www.example.test'), q(3, 'db.plant.internal')]));
+      const ids: number[] = [];
+      for (let i = 0; i < 3; i++) ids.push(dnsPacket.decode(await next()).id!);
+      socket.destroy();
+      return ids;
+    } finally {
+      await service.stop();
+    }
+  };
+  // Room for both: the local answer overtakes the forwarded ones.
+  assert.equal((await order(16))[0], 3);
+  // Room for one: query 2 waits for answer 1, query 3 for answer 2.
+  assert.deepEqual(await order(1), [1, 2, 3]);
+});
+
 test('tcp: an idle connection is closed by the server; past the cap new connections are refused', async () => {
   const idle = await rawTcp(fwdPort);
   const started = performance.now();
