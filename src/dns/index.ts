@@ -15,6 +15,7 @@
  * `clock` (default `performance.now`) for queries; `touch` callers pass a
  * value from the same clock (pass the router's coarse clock as `clock`).
  */
+import assert from 'node:assert/strict';
 import type { Logger } from '../log/index.js';
 import { parseHostPort, type HostPort } from '../config/address.js';
 import { EdgeError } from '../errors.js';
@@ -22,11 +23,11 @@ import { Forwarder, type ForwarderCounters } from './forwarder.js';
 import { DnsListener, type BoundAddress } from './listener.js';
 import { InterceptedNames, type InterceptSpec } from './names.js';
 import { AddressPool, parseIpv4 } from './pool.js';
-import { DnsHandler, type DnsCounters } from './server.js';
+import { DnsHandler, truncateReply, type DnsCounters } from './server.js';
 
 export { AddressPool, DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_ENTRIES, TOUCH_RESOLUTION_MS, formatIpv4, parseIpv4, type AddressPoolOptions, type PoolMiss } from './pool.js';
 export { InterceptedNames, NameTable, covers, normalizeName, splitAddresses, type InterceptSpec, type NameMatch, type PortRange, type SplitAddresses } from './names.js';
-export { DEFAULT_TTL_SECONDS, DnsCounters, DnsHandler, Rcode, errorReply, type DnsDecision, type DnsDropReason, type DnsHandlerOptions } from './server.js';
+export { DEFAULT_TTL_SECONDS, DnsCounters, DnsHandler, Rcode, errorReply, truncateReply, type DnsDecision, type DnsDropReason, type DnsHandlerOptions } from './server.js';
 export { DEFAULT_UPSTREAM_TIMEOUT_MS, Forwarder, ForwarderCounters, type ForwardCallback, type ForwardOptions, type ForwarderOptions } from './forwarder.js';
 export { DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_TCP_IDLE_MS, DnsListener, type BoundAddress, type DnsListenerOptions } from './listener.js';
 export { MessageReader, writeMessage } from './framing.js';
@@ -88,9 +89,11 @@ export class DnsService {
   private readonly forwarder: Forwarder | undefined;
   private readonly listener: DnsListener;
   private readonly log: Logger;
+  private readonly clock: () => number;
 
   constructor(opts: DnsServiceOptions) {
     this.log = opts.log.child({ subsys: 'dns' });
+    this.clock = opts.clock ?? (() => performance.now());
     const reserved = opts.reserved.map((r) => {
       const ip = typeof r === 'number' ? r : parseIpv4(r);
       if (ip === undefined) throw new EdgeError('ERR_DNS', `reserved pool address "${String(r)}" is not an IPv4 address`);
@@ -116,6 +119,37 @@ export class DnsService {
       tcpIdleMs: opts.tcpIdleMs,
       maxTcpConnections: opts.maxTcpConnections,
       maxTcpInflight: opts.maxTcpInflight,
+    });
+  }
+
+  /**
+   * Answers one query that did not come through the listener's sockets: a
+   * datagram to a DNS address served inside the TUN's own stack. `done` gets
+   * the reply (owned; the forwarded ones later), or undefined when the query
+   * deserves none. A reply longer than `maxReplyBytes` (what fits one packet
+   * of the TUN) is cut to its header and question with TC set, so the client
+   * asks again over TCP.
+   *
+   * @example
+   * ```ts
+   * dns.query(udpPayload, (reply) => { if (reply !== undefined) sendUdp(reply); }, mtu - 28);
+   * ```
+   */
+  query(query: Buffer, done: (reply: Buffer | undefined) => void, maxReplyBytes = Number.POSITIVE_INFINITY): void {
+    const decision = this.handler.answer(query, this.clock());
+    if (decision.kind === 'drop') {
+      done(undefined);
+      return;
+    }
+    if (decision.kind === 'reply') {
+      done(decision.reply.length > maxReplyBytes ? truncateReply(decision.reply) : decision.reply);
+      return;
+    }
+    const limit = Math.min(maxReplyBytes, decision.maxUdpBytes);
+    // The handler forwards only when it was built with an upstream, and then the forwarder exists.
+    assert.ok(this.forwarder !== undefined, 'forward decision without a forwarder');
+    this.forwarder.forward(query, { tcp: false, edns: decision.edns, maxUdpBytes: limit }, (reply) => {
+      done(reply.length > limit ? truncateReply(reply) : reply);
     });
   }
 

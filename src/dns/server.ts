@@ -344,6 +344,25 @@ export class DnsHandler {
   }
 }
 
+/**
+ * The header and question of `reply` with TC set and every record dropped: what
+ * a UDP client gets when the whole reply does not fit, so it asks again over
+ * TCP (RFC 1035 §4.2.1, RFC 7766 §5). Owned copy.
+ */
+export function truncateReply(reply: Buffer): Buffer {
+  let end = Math.min(reply.length, HEADER_BYTES);
+  if (reply.length >= HEADER_BYTES && reply.readUInt16BE(4) === 1) {
+    const q = questionEnd(reply, HEADER_BYTES);
+    if (q > 0) end = q;
+  }
+  const out = Buffer.alloc(Math.max(end, HEADER_BYTES));
+  reply.copy(out, 0, 0, end);
+  out.writeUInt16BE(out.readUInt16BE(2) | FLAG_TC, 2);
+  out.writeUInt16BE(end > HEADER_BYTES ? 1 : 0, 4);
+  out.fill(0, 6, HEADER_BYTES);
+  return out;
+}
+
 /** True when a DNS message's TC bit is set (RFC 1035 §4.1.1). */
 export function isTruncated(msg: Buffer): boolean {
   return msg.length >= 4 && (msg.readUInt16BE(2) & FLAG_TC) !== 0;

@@ -254,6 +254,27 @@ test('udp: a silent upstream → SERVFAIL after the tries, other queries unaffec
   }
 });
 
+test('query(): datagrams from inside the TUN are answered, forwarded, cut to fit, or dropped', async () => {
+  const ask = (q: Buffer, maxReplyBytes?: number): Promise<Buffer | undefined> =>
+    new Promise((resolve) => forwarding.query(q, resolve, maxReplyBytes));
+  const q = (id: number, name: string, type = 'A'): Buffer => dnsPacket.encode({ type: 'query', id, questions: [{ name, type }] });
+  const local = dnsPacket.decode((await ask(q(1, 'db.plant.internal')))!);
+  assert.equal(local.id, 1);
+  assert.match(String(local.answers?.[0]?.data), /^100\./);
+  const forwarded = dnsPacket.decode((await ask(q(2, 'www.example.test')))!);
+  assert.equal(forwarded.id, 2);
+  assert.equal(forwarded.answers?.[0]?.data, '192.0.2.10');
+  // A reply bigger than one TUN packet: header and question only, TC set.
+  const cut = dnsPacket.decode((await ask(q(3, 'db.plant.internal'), 40))!);
+  assert.equal(cut.flag_tc, true);
+  assert.deepEqual(cut.answers, []);
+  const big = dnsPacket.decode((await ask(q(4, 'big.example.test', 'TXT'), 300))!);
+  assert.equal(big.id, 4);
+  assert.equal(big.flag_tc, true);
+  const response = dnsPacket.encode({ type: 'response', id: 5, questions: [{ name: 'x', type: 'A' }] });
+  assert.equal(await ask(response), undefined);
+});
+
 /** Opens a raw TCP connection to the DNS server and reads framed messages. */
 async function rawTcp(port: number): Promise<{ socket: TcpSocket; next: () => Promise<Buffer>; closed: Promise<void> }> {
   const socket = connect({ host: '127.0.0.1', port });

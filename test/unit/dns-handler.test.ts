@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import * as dnsPacket from 'dns-packet';
-import { AddressPool, DnsHandler, InterceptedNames, Rcode, errorReply, formatIpv4, parseIpv4, type DnsDecision, type InterceptSpec } from '../../src/dns/index.js';
+import { AddressPool, DnsHandler, InterceptedNames, Rcode, errorReply, formatIpv4, parseIpv4, truncateReply, type DnsDecision, type InterceptSpec } from '../../src/dns/index.js';
 
 const INTERCEPTS: InterceptSpec[] = [
   { service: 'db', addresses: ['db.plant.internal', '10.0.0.5'], portRanges: [{ low: 5432, high: 5432 }], protocols: ['tcp'] },
@@ -213,6 +213,19 @@ test('errorReply: SERVFAIL echoing the question, with OPT when asked; nothing fo
   assert.equal(r.additionals?.[0]?.type, 'OPT');
   assert.equal(errorReply(Buffer.from([1]), Rcode.SERVFAIL), undefined);
   assert.equal(dnsPacket.decode(errorReply(Buffer.from([0, 7, 1]), Rcode.FORMERR)!).id, 7);
+});
+
+test('truncateReply keeps id, flags and question, sets TC and drops every record', () => {
+  const { handler } = setup(false);
+  const full = reply(handler.answer(query('db.plant.internal', 'A', { id: 42, edns: {} }), 0));
+  const cut = dnsPacket.decode(truncateReply(full.raw));
+  assert.equal(cut.id, 42);
+  assert.equal(cut.flag_tc, true);
+  assert.equal(cut.flag_aa, true);
+  assert.deepEqual(cut.questions, full.questions);
+  assert.deepEqual([cut.answers, cut.authorities, cut.additionals], [[], [], []]);
+  // Even a reply without a readable question gives a well-formed header.
+  assert.equal(dnsPacket.decode(truncateReply(Buffer.from([0, 9, 0x81, 0x80]))).id, 9);
 });
 
 /** Checks every property a decision must have for `q`. */
