@@ -56,21 +56,40 @@ function echoReplyInPlace(pkt: Buffer): boolean {
   return true;
 }
 
-/** An IPv4 UDP datagram 10.99.0.2:1234 → 10.99.0.1:9 (discard) with `payload` bytes, checksum 0 (RFC 768: none). */
-function udpPacket(payload: number): Buffer {
-  const p = Buffer.alloc(28 + payload);
+/** An IPv4 packet 10.99.0.2 → 10.99.0.1 carrying `body` (protocol `proto`). */
+function ipv4Packet(proto: number, body: Buffer): Buffer {
+  const p = Buffer.alloc(20 + body.length);
   p[0] = 0x45;
   p.writeUInt16BE(p.length, 2);
   p[8] = 64;
-  p[9] = 17;
+  p[9] = proto;
   p.writeUInt32BE(0x0a630002, 12);
   p.writeUInt32BE(0x0a630001, 16);
   p.writeUInt16BE(checksum(p, 0, 20), 10);
-  p.writeUInt16BE(1234, 20);
-  p.writeUInt16BE(9, 22);
-  p.writeUInt16BE(8 + payload, 24);
+  body.copy(p, 20);
   return p;
 }
+
+/** UDP 1234 → 9 (discard) with `payload` zero bytes, checksum 0 (RFC 768: none). */
+function udpPacket(payload: number): Buffer {
+  const udp = Buffer.alloc(8 + payload);
+  udp.writeUInt16BE(1234, 0);
+  udp.writeUInt16BE(9, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  return ipv4Packet(17, udp);
+}
+
+/** ICMP echo request (RFC 792 type 8); the kernel answers it, unlike UDP errors, without rate limiting. */
+function echoRequest(): Buffer {
+  const icmp = Buffer.alloc(16);
+  icmp[0] = 8;
+  icmp.writeUInt16BE(0x7a7a, 4);
+  icmp.writeUInt16BE(1, 6);
+  icmp.writeUInt16BE(checksum(icmp, 0, icmp.length), 2);
+  return ipv4Packet(1, icmp);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function send(msg: object): void {
   process.stdout.write(`${JSON.stringify(msg)}\n`);
@@ -103,7 +122,20 @@ async function floodFullQueue(): Promise<object> {
       if (dev.write(p)) accepted++;
       else refused++;
     }
-    return { accepted, refused, counters: { ...dev.counters } };
+    const flood = { accepted, refused, counters: { ...dev.counters } };
+    // Close from inside the packet handler, while the addon is in its read
+    // batch: the reader must stop at once and the fd must go.
+    let handled = 0;
+    dev.onPackets(() => {
+      handled++;
+      dev.close();
+    });
+    for (let i = 0; i < 100 && !dev.write(echoRequest()); i++) await sleep(10); // the 1-byte sndbuf drains
+    for (let i = 0; i < 200 && !dev.closed; i++) await sleep(10);
+    await sleep(100); // time for a (wrong) second delivery
+    // The device is gone with its fd: undo must count its address as removed.
+    await net.undo();
+    return { ...flood, handled, closedInHandler: dev.closed, undoLeft: net.added.length };
   } finally {
     await net.undo();
     dev.close();
@@ -278,7 +310,7 @@ function defineTests(): void {
       assert.ok(echoes >= received, `the child answered ${echoes}`);
     });
 
-    test('writing into a full kernel queue returns false and is counted, never thrown', async (t) => {
+    test('writing into a full kernel queue returns false and is counted, never thrown; close inside the handler', async (t) => {
       if (availableParallelism() < 2) {
         t.skip('needs two CPUs: the queue fills only while RPS holds packets on another CPU');
         return;
@@ -291,7 +323,10 @@ function defineTests(): void {
       assert.equal(full['counters'].txDropped, full['refused']);
       assert.equal(full['counters'].txPackets, full['accepted']);
       assert.equal(full['counters'].txErrors, 0);
-      assert.equal(ip('-n', NS, 'link', 'show', FULL_DEV).code, 1, 'the second device is gone after close');
+      assert.equal(full['handled'], 1, 'closing inside the handler stops delivery at once');
+      assert.equal(full['closedInHandler'], true);
+      assert.equal(full['undoLeft'], 0, 'undo after the device vanished counts its address as removed');
+      assert.notEqual(ip('-n', NS, 'link', 'show', FULL_DEV).code, 0, 'the second device is gone after close');
     });
 
     test('without CAP_NET_ADMIN, opening is ERR_TUN naming the capability', async (t) => {
