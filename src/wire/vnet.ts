@@ -180,9 +180,10 @@ export function tcpGsoSegmentCount(pkt: Uint8Array, h: VnetHeader): number | Wir
  *
  * Packet `i` is written at `out[i][outOff]` (leave `outOff` bytes of headroom
  * for a vnet header when echoing them back) and its length stored in
- * `lengths[i]`. Returns the packet count, or a drop reason, 'bad-vnet' also
- * when `out` has too few or too small buffers for `h.gsoSize` (size them
- * with {@link tcpGsoSegmentCount} and `outOff + hdr + gsoSize`).
+ * `lengths[i]` (a plain array grows; a Uint32Array must hold them all).
+ * Returns the packet count, or a drop reason: 'bad-vnet' also when `out`
+ * has too few or too small buffers (size them with {@link
+ * tcpGsoSegmentCount} and `outOff + headers + gsoSize`).
  *
  * @example
  *   const n = splitTcpGso(pkt, h, pool.mtuBuffers, 0, lens);
@@ -196,7 +197,7 @@ export function splitTcpGso(pkt: Uint8Array, h: VnetHeader, out: readonly Uint8A
   const mss = h.gsoSize;
   const payloadBytes = end - hdrBytes;
   const count = Math.max(1, Math.ceil(payloadBytes / mss));
-  if (out.length < count || lengths.length < count) return 'bad-vnet';
+  if (out.length < count || (!Array.isArray(lengths) && lengths.length < count)) return 'bad-vnet';
   for (let i = 0; i < count; i++) {
     if (out[i]!.length < outOff + hdrBytes + Math.min(mss, payloadBytes - i * mss)) return 'bad-vnet';
   }
