@@ -101,6 +101,21 @@ def syn_ack4(syn, mss):
     return ip + tcp
 
 
+def bring_up(dev, *addrs):
+    for a in addrs:
+        sh("ip %s addr add %s dev %s%s" % ("-6" if ":" in a else "", a, dev, " nodad" if ":" in a else ""))
+    sh("ip link set %s up mtu 1500" % dev)
+    time.sleep(0.2)
+
+
+def start_connect(family, addr):
+    """A non-blocking connect: the kernel sends its SYN into the TUN and waits."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setblocking(False)
+    s.connect_ex(addr)
+    return s
+
+
 def is_tcp4_to(port, flags_mask=None):
     def want(p):
         if len(p) < 40 or p[0] >> 4 != 4 or p[9] != 6:
@@ -114,15 +129,10 @@ def is_tcp4_to(port, flags_mask=None):
 
 def plain_tun():
     fd = open_tun("ztw0", IFF_TUN | IFF_NO_PI)
-    sh("ip addr add 10.77.0.1/24 dev ztw0")
-    sh("ip -6 addr add fd00:77::1/64 dev ztw0 nodad")
-    sh("ip link set ztw0 up mtu 1500")
-    time.sleep(0.2)
+    bring_up("ztw0", "10.77.0.1/24", "fd00:77::1/64")
 
     # TCP SYN (Linux options: MSS, SACK-permitted, timestamps, NOP, window scale).
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    s.connect_ex(("10.77.0.2", 8080))
+    s = start_connect(socket.AF_INET, ("10.77.0.2", 8080))
     syn = read_matching(fd, is_tcp4_to(8080, 0x02), "tcp4 syn")
     save("ipv4-tcp-syn", syn, "Linux TCP SYN 10.77.0.1 -> 10.77.0.2:8080, from a TUN (no offload)")
     # Answer it; the kernel ACKs, then sends our data with PSH.
@@ -145,9 +155,7 @@ def plain_tun():
     echo = read_matching(fd, lambda p: p[0] >> 4 == 4 and p[9] == 1, "icmp4 echo")
     save("ipv4-icmp-echo", echo, "Linux ICMP echo request 10.77.0.1 -> 10.77.0.2 (ping socket), data 'ztedge-ping-0123456789abcdef'")
 
-    s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s6.setblocking(False)
-    s6.connect_ex(("fd00:77::2", 8080))
+    s6 = start_connect(socket.AF_INET6, ("fd00:77::2", 8080))
     syn6 = read_matching(fd, lambda p: p[0] >> 4 == 6 and p[6] == 6, "tcp6 syn")
     save("ipv6-tcp-syn", syn6, "Linux TCP SYN fd00:77::1 -> [fd00:77::2]:8080")
     s6.close()
@@ -167,12 +175,8 @@ def plain_tun():
 def vnet_tun():
     fd = open_tun("ztw1", IFF_TUN | IFF_NO_PI | IFF_VNET_HDR)
     fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
-    sh("ip addr add 10.78.0.1/24 dev ztw1")
-    sh("ip link set ztw1 up mtu 1500")
-    time.sleep(0.2)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    s.connect_ex(("10.78.0.2", 9000))
+    bring_up("ztw1", "10.78.0.1/24")
+    s = start_connect(socket.AF_INET, ("10.78.0.2", 9000))
     syn = read_matching(fd, lambda p: is_tcp4_to(9000, 0x02)(p[10:]), "vnet syn")
     save("vnet-tcp-syn", syn, "virtio_net_hdr + Linux TCP SYN 10.78.0.1 -> 10.78.0.2:9000 on a TUN with CSUM|TSO4|TSO6 (partial checksum)")
     os.write(fd, bytes(10) + syn_ack4(syn[10:], 1400))
