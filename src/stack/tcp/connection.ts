@@ -49,6 +49,16 @@ const MIN_PEER_MSS = 64;
 /** RFC 5961 §7: challenge ACKs are rate limited; at most this many per connection per second. */
 const CHALLENGE_ACKS_PER_SECOND = 10;
 
+/**
+ * A zero-length segment `behind` bytes below RCV.NXT is taken as an old,
+ * reordered pure ACK when 2 ≤ behind ≤ a receive buffer. Exactly one below is
+ * what keepalive and zero-window probes look like (SND.UNA − 1, RFC 9293
+ * §3.8.4 / §3.8.6.1): those must get the ACK answer of RFC 9293 §3.10.7.4.
+ */
+function isOldPureAck(behind: number, recvBufferBytes: number): boolean {
+  return behind >= 2 && behind <= recvBufferBytes;
+}
+
 /** What a connection needs from its table (timers and removal). */
 export interface TcpConnOwner {
   /** The connection's `nextDeadline()` may have changed. */
@@ -520,11 +530,20 @@ export class TcpConnection implements HeapItem {
         // A retransmitted FIN: our last ACK was lost. ACK again and restart TIME-WAIT (RFC 9293 §3.10.7.4).
         this.lingerAt = now + this.cfg.timeWaitMs;
       }
-      if (rcvWnd === 0 && seg.seq === this.rcvNxt && (flags & ACK) !== 0 && this.state !== TcpState.SYN_RECEIVED) {
-        // Zero window: still take the ACK and window (RFC 9293 §3.10.7.4, "special allowance").
-        this.noteReceived(now);
-        this.processAck(now, seg);
-        if (this.isClosed()) return 'outOfWindow';
+      if ((flags & ACK) !== 0 && this.state !== TcpState.SYN_RECEIVED) {
+        if (rcvWnd === 0 && seg.seq === this.rcvNxt) {
+          // Zero window: still take the ACK and window (RFC 9293 §3.10.7.4, "special allowance").
+          this.noteReceived(now);
+          this.processAck(now, seg);
+          if (this.isClosed()) return 'outOfWindow';
+        } else if (segLen === 0 && isOldPureAck(seqDiff(this.rcvNxt, seg.seq), this.cfg.recvBufferBytes)) {
+          // A pure ACK overtaken by the peer's later data: its ACK is still news (checked against
+          // RFC 5961 §5.2; SND.WL1/WL2 keep its window from going back). Not answered, so reordering
+          // does not turn into duplicate ACKs and spurious fast retransmits at the peer.
+          this.noteReceived(now);
+          this.processAck(now, seg);
+          return null;
+        }
       }
       this.ackNow = true;
       return 'outOfWindow';
@@ -587,6 +606,8 @@ export class TcpConnection implements HeapItem {
         if (this.cc.onDupAck(ack, seqDiff(this.sndMax, this.sndUna), this.sndMax)) {
           this.counters.fastRetransmits++;
           this.retransmitFirst(now);
+        } else if (!this.cc.inRecovery && this.cc.dupAcks <= 2) {
+          this.limitedTransmit(now);
         }
       }
     } else {
@@ -789,6 +810,22 @@ export class TcpConnection implements HeapItem {
   }
 
   /**
+   * Limited Transmit (RFC 3042 §2): on the first two duplicate ACKs, send one
+   * new segment beyond cwnd if the peer's window allows, so a small window
+   * still yields the three duplicate ACKs fast retransmit needs instead of
+   * waiting for the RTO.
+   */
+  private limitedTransmit(now: number): void {
+    if (this.sndNxt !== this.sndMax) return; // rewound after an RTO: not new data
+    const offset = seqDiff(this.sndNxt, this.sndUna);
+    const unsent = this.sendQ.bytes - offset;
+    if (unsent <= 0) return;
+    const len = unsent < this.sndMss ? unsent : this.sndMss;
+    if (offset + len > this.sndWnd) return;
+    this.sendData(now, len, this.finQueued && len === unsent, len === unsent);
+  }
+
+  /**
    * Retransmits the first unacknowledged segment (fast retransmit, partial
    * ACK, RTO) without moving SND.NXT; Karn's rule stops the RTT sample.
    */
@@ -831,14 +868,20 @@ export class TcpConnection implements HeapItem {
     this.out.sendSegment(this.localIp, this.remoteIp, seg);
   }
 
-  /** A bare ACK (also a window update). */
+  /**
+   * A bare ACK (also a window update). Its sequence number is SND.MAX, not
+   * SND.NXT: after an RTO rewinds SND.NXT, the peer may already hold data up
+   * to SND.MAX and would find an older number unacceptable and drop the ACK
+   * with it (RFC 9293's SND.NXT never rewinds; ours does, so SND.MAX is its
+   * equivalent for segments that carry no data).
+   */
   private sendAck(): void {
-    this.emit(this.sndNxt, ACK, undefined, undefined);
+    this.emit(this.sndMax, ACK, undefined, undefined);
   }
 
-  /** RST|ACK at SND.NXT (abort, RFC 9293 §3.10.5). */
+  /** RST|ACK at SND.NXT (abort, RFC 9293 §3.10.5; SND.MAX here, see sendAck). */
   private sendReset(): void {
-    this.emit(this.sndNxt, RST | ACK, undefined, undefined);
+    this.emit(this.sndMax, RST | ACK, undefined, undefined);
     this.counters.resetsSent++;
   }
 
@@ -900,7 +943,10 @@ export class TcpConnection implements HeapItem {
   private windowField(): number {
     const cur = this.rcvWnd;
     const avail = this.availableWindow();
-    if (avail - cur >= this.swsThreshold()) {
+    // While data is held out of order the edge stays put: the duplicate ACKs we send must carry an
+    // unchanged window to count as duplicates at the sender (RFC 5681 §2); the missing bytes lie
+    // inside the window already offered, so nothing waits on this.
+    if (this.ooo.count === 0 && avail - cur >= this.swsThreshold()) {
       // Round down to the scale unit so what we say is what we hold (RFC 7323 §2.4).
       const edge = seqAdd(this.rcvNxt, (avail >> this.rcvShift) << this.rcvShift);
       if (seqGt(edge, this.rcvAdvRight)) this.rcvAdvRight = edge;
@@ -1027,7 +1073,7 @@ export class TcpConnection implements HeapItem {
     }
     this.keepaliveProbes++;
     // SEG.SEQ = SND.NXT − 1 with no data: the peer must ACK it (RFC 9293 §3.8.4).
-    this.emit(seqAdd(this.sndNxt, -1), ACK, undefined, undefined);
+    this.emit(seqAdd(this.sndMax, -1), ACK, undefined, undefined);
     this.keepaliveAt = now + this.cfg.keepaliveIntervalMs;
   }
 
