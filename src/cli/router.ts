@@ -13,14 +13,20 @@ import { processPathsOf } from '../policy/posture.js';
 import { PolicySync } from '../router/policy-sync.js';
 import { PostureWatcher } from '../router/posture.js';
 import { Router, type HostTarget, type PolicyView } from '../router/router.js';
+import { TunMode } from '../router/tun-mode.js';
 import { parse, str, untilStopSignal, type Command } from './command.js';
 import { promises as fs } from 'node:fs';
 
 const HELP = `Usage: ztedge router --config FILE
 
-Runs a router: links to other routers, circuits, proxy ports for the
-services this router may Dial, and hosting of the services it may Bind
-(every service with a host.v1 config that a Bind policy grants it).
+Runs a router: links to other routers, circuits, interception of the
+services this router may Dial (proxy ports, or in tun mode a TUN device
+with a DNS server and a userspace TCP/UDP stack, for devices that run no
+ztedge software), and hosting of the services it may Bind (every service
+with a host.v1 config that a Bind policy grants it).
+
+Tun mode needs CAP_NET_ADMIN (root) and /dev/net/tun; every address and
+route it adds is removed when the router stops (SIGINT/SIGTERM).
 
 Policy comes from the controller named in the identity file and is cached
 in dataDir: the router keeps authorizing from its cache while the
@@ -40,7 +46,7 @@ Set-up:
 
 export const routerCommand: Command = {
   name: 'router',
-  summary: 'run a router (links, circuits, proxy interception, hosting)',
+  summary: 'run a router (links, circuits, proxy or tun interception, hosting)',
   help: HELP,
   async run(argv) {
     const { values } = parse(argv, { config: { type: 'string' }, check: { type: 'boolean' } }, 'router');
@@ -48,12 +54,11 @@ export const routerCommand: Command = {
     const configPath = str(values.config);
     if (configPath === undefined) throw new EdgeError('ERR_USAGE', '--config FILE is required\nRun "ztedge router --help" for usage.');
     const config = await loadRouterConfig(configPath);
-    if (config.tunnel.mode === 'tun') throw new EdgeError('ERR_CONFIG', `${configPath}: tunnel.mode "tun" is not available in this version; use "proxy" or "none"`);
     const identity = await loadIdentityFile(config.identity);
     const routerId = commonName(identity);
     const server = await serverCredentials(config, identity, configPath);
     if (values.check === true) {
-      process.stdout.write(`${configPath}: OK\n  router id: ${routerId}\n  controller: ${identity.apiUrl}\n  listeners: ${config.listeners.join(', ') || '(none)'}\n  links: ${config.links.join(', ') || '(none)'}\n  proxy ports: ${config.tunnel.proxy.map((p) => `${p.listen} → ${p.service}`).join(', ') || '(none)'}\n`);
+      process.stdout.write(`${configPath}: OK\n  router id: ${routerId}\n  controller: ${identity.apiUrl}\n  listeners: ${config.listeners.join(', ') || '(none)'}\n  links: ${config.links.join(', ') || '(none)'}\n  proxy ports: ${config.tunnel.proxy.map((p) => `${p.listen} → ${p.service}`).join(', ') || '(none)'}\n${tunSummary(config)}`);
       return 0;
     }
     const log = createRootLogger({ level: config.log.level });
@@ -67,6 +72,7 @@ export const routerCommand: Command = {
       mayIntercept: (service) => view?.mayIntercept(service) ?? { allow: false, reason: 'Dial denied: this router has no policy yet (controller never reached)' },
     };
     let router: Router | undefined;
+    let tun: TunMode | undefined;
     // At the snapshot's notAfter, hosted circuits are re-checked (fail closed) unless a newer one came first.
     let expiryTimer: NodeJS.Timeout | undefined;
     const watchExpiry = (v: SnapshotPolicyView): void => {
@@ -100,7 +106,7 @@ export const routerCommand: Command = {
     const sync = new PolicySync({
       identity, routerId, key, dataDir: config.dataDir, log, reconnect: config.link.reconnect, keepAfterExpiry: config.policy.keepAfterExpiry,
       maxOfflineMs: config.policy.maxOfflineHours === undefined ? undefined : config.policy.maxOfflineHours * 3600_000,
-      onUpdate: (v) => { view = v; watchExpiry(v); watchPosture(v); router?.refreshHosted(); },
+      onUpdate: (v) => { view = v; watchExpiry(v); watchPosture(v); router?.refreshHosted(); void tun?.update(v); },
     });
     await sync.start();
     view = sync.current();
@@ -120,8 +126,21 @@ export const routerCommand: Command = {
       log,
     });
     await router.start();
+    if (config.tunnel.mode === 'tun') {
+      const r = router;
+      try {
+        tun = await TunMode.start({ config: config.tunnel.tun, routerId, log, dial: (stream, req, done) => r.dialLocal(stream, req, done) });
+      } catch (err) {
+        sync.stop();
+        await router.stop();
+        await key.close();
+        throw err;
+      }
+      await tun.update(view);
+    }
     log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
     await untilStopSignal(log);
+    await tun?.stop();
     sync.stop();
     posture?.stop();
     clearInterval(postureRefresh);
@@ -134,6 +153,12 @@ export const routerCommand: Command = {
 };
 
 const NO_HOSTED = new Map<string, HostTarget>();
+
+function tunSummary(config: RouterConfig): string {
+  if (config.tunnel.mode !== 'tun') return '';
+  const t = config.tunnel.tun;
+  return `  tun: ${t.name} (mtu ${t.mtu}${t.netns === undefined ? '' : `, in netns ${t.netns}`}), pool ${t.dnsRange}, DNS ${t.dnsListen.join(', ')}, upstream ${t.upstream.join(', ') || '(none: REFUSED)'}\n`;
+}
 /** Re-report unchanged posture this often: well inside the 10 min after which posture data counts as stale. */
 const POSTURE_REFRESH_MS = 4 * 60_000;
 

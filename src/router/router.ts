@@ -299,32 +299,34 @@ export class Router {
   /** A local client on a proxy port: the circuit is dialed on this router's own identity. */
   private onProxyConnection(socket: Socket, service: string): void {
     socket.on('error', () => undefined);
-    const local = this.opts.policy.mayIntercept?.(service);
-    if (local !== undefined && !local.allow) {
-      this.log.info({ service, reason: local.reason }, 'proxy dial refused');
-      socket.resetAndDestroy();
-      return;
-    }
-    const req: DialRequest = { service, identity: this.opts.id };
-    const next = this.routes.next(service);
-    if (next === undefined) {
-      this.log.debug({ service }, 'proxy: no route');
-      socket.destroy();
-      return;
-    }
+    this.dialLocal(socket, { service, identity: this.opts.id }, (err) => {
+      if (err === undefined) return;
+      this.log.info({ service, code: err.code, reason: err.reason }, 'proxy dial refused');
+      // A refusal before any byte moved resets the client, as a refused connect would.
+      if (!socket.destroyed) socket.resetAndDestroy();
+    });
+  }
+
+  /**
+   * Dials a circuit for a stream captured on this router (a proxy port
+   * connection, a TCP flow or UDP flow of the TUN): checks that the service
+   * may use this router, finds the next hop from announcements, and connects
+   * (to a local hosted target when this router hosts the service).
+   * `onResult` is called once: undefined when the far end accepted, else the
+   * code and reason of the refusal. The stream's data flows once accepted.
+   */
+  dialLocal(stream: CircuitStream, req: DialRequest, onResult: (err: { code: number; reason: string } | undefined) => void): void {
+    const local = this.opts.policy.mayIntercept?.(req.service);
+    if (local !== undefined && !local.allow) return onResult({ code: CircuitError.DENIED, reason: local.reason });
+    const next = this.routes.next(req.service);
+    if (next === undefined) return onResult({ code: CircuitError.NO_ROUTE, reason: `no router hosting service ${req.service} is reachable` });
     if (next.local) {
-      const [near, far] = duplexPair();
-      this.connectHosted(req, (s) => { near.pipe(s); s.pipe(near); socket.pipe(far); far.pipe(socket); }, () => socket.destroy());
+      this.connectHosted(req, (s) => { splice(stream, s); onResult(undefined); }, (code, reason) => onResult({ code, reason }));
       return;
     }
     const mux = this.muxes.get(next.linkId);
-    if (mux === undefined) {
-      socket.destroy();
-      return;
-    }
-    mux.dial(socket, req, (err) => {
-      if (err !== undefined) this.log.info({ service, code: err.code, reason: err.reason }, 'proxy dial refused');
-    });
+    if (mux === undefined) return onResult({ code: CircuitError.LINK_DOWN, reason: `the link toward service ${req.service} is down` });
+    mux.dial(stream, req, onResult);
   }
 
   /** A new client on a UDP proxy port: dial a udp circuit for its session; a refusal leaves a tombstone on the port. */
