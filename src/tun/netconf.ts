@@ -28,6 +28,12 @@ export interface TunNetworkPlan {
    * iproute2 only). The device keeps working: its fd stays with the router.
    */
   netns?: string;
+  /**
+   * The device already lives in this namespace (an earlier apply moved it):
+   * run every command there (`ip -n NS …`) without moving it again. Ignored
+   * when `netns` is set.
+   */
+  netnsOnly?: string;
   /** Interface MTU in bytes. Absent: left as the kernel made it (1500). */
   mtu?: number;
   /** Addresses with prefix length, e.g. "100.64.0.1/10" (IPv4) or "fd00:7a::1/64"; the kernel adds the connected route. */
@@ -74,11 +80,13 @@ export function planTunNetwork(plan: TunNetworkPlan): IpStep[] {
   const bad = checkTunName(dev);
   if (bad !== null || dev.includes('%')) throw new EdgeError('ERR_TUN', `invalid device name "${dev}": ${bad ?? 'give the name the kernel chose'}`);
   const steps: IpStep[] = [];
+  const netns = plan.netns ?? plan.netnsOnly;
   let ns: string[] = [];
-  if (plan.netns !== undefined) {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(plan.netns)) throw new EdgeError('ERR_TUN', `invalid network namespace name "${plan.netns}"`);
-    steps.push({ kind: 'netns', args: ['link', 'set', 'dev', dev, 'netns', plan.netns], undo: null });
-    ns = ['-n', plan.netns];
+  if (netns !== undefined) {
+    // A file name under /run/netns, and never an option to ip.
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(netns)) throw new EdgeError('ERR_TUN', `invalid network namespace name "${netns}"`);
+    if (plan.netns !== undefined) steps.push({ kind: 'netns', args: ['link', 'set', 'dev', dev, 'netns', netns], undo: null });
+    ns = ['-n', netns];
   }
   if (plan.mtu !== undefined) {
     // RFC 791: every IPv4 host takes 68-byte datagrams; RFC 8200 §5: IPv6 needs 1280 (checked by the kernel when an IPv6 address is added).

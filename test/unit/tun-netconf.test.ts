@@ -56,6 +56,9 @@ test('plan: a namespace moves the device first and every later command runs ther
     '-n sensors route add 100.64.0.0/10 dev zt0',
   ]);
   assert.deepEqual(steps[4]!.undo, ['-n', 'sensors', 'route', 'del', '100.64.0.0/10', 'dev', 'zt0']);
+  // Later applies (routes for new services) run there without moving the device again.
+  const later = planTunNetwork({ device: 'zt0', netnsOnly: 'sensors', addresses: [], routes: ['10.9.0.0/16'] });
+  assert.deepEqual(argv(later), ['-n sensors link set dev zt0 up', '-n sensors route add 10.9.0.0/16 dev zt0']);
 });
 
 test('plan: invalid input is ERR_TUN naming the value', () => {
@@ -70,6 +73,7 @@ test('plan: invalid input is ERR_TUN naming the value', () => {
     [{ device: 'zt%d', addresses: [], routes: [] }, /the name the kernel chose/],
     [{ device: 'zt0', mtu: 40, addresses: [], routes: [] }, /invalid MTU 40/],
     [{ device: 'zt0', netns: '../etc', addresses: [], routes: [] }, /namespace/],
+    [{ device: 'zt0', netnsOnly: '-all', addresses: [], routes: [] }, /invalid network namespace name "-all"/],
   ];
   for (const [plan, message] of bad) {
     assert.throws(() => planTunNetwork(plan), (err: EdgeError) => err.code === 'ERR_TUN' && message.test(err.message), JSON.stringify(plan));
@@ -137,6 +141,19 @@ test('netconf: apply records what it added; undo removes exactly that, newest fi
   ip.calls.length = 0;
   await net.undo();
   assert.deepEqual(ip.calls, []);
+});
+
+test('netconf: successive applies (routes for new services) accumulate; a failed one rolls back only itself', async () => {
+  const ip = fakeIp();
+  const net = new TunNetconf({ run: ip.run });
+  await net.apply(PLAN);
+  await net.apply({ device: 'zt0', addresses: [], routes: ['10.40.0.0/16'] });
+  ip.failOn.add('route add 10.60.0.0/16 dev zt0');
+  await assert.rejects(net.apply({ device: 'zt0', addresses: [], routes: ['10.50.0.0/16', '10.60.0.0/16'] }), /10\.60\.0\.0\/16/);
+  assert.deepEqual([...ip.routes.keys()], ['10.20.0.0/16', '10.30.0.0/16', '10.40.0.0/16']);
+  ip.calls.length = 0;
+  await net.undo();
+  assert.deepEqual(ip.calls, ['route del 10.40.0.0/16 dev zt0', 'route del 10.30.0.0/16 dev zt0', 'route del 10.20.0.0/16 dev zt0', 'addr del 100.64.0.1/10 dev zt0']);
 });
 
 test('netconf: undo counts what is already gone as removed', async () => {
