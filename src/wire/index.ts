@@ -39,6 +39,6 @@ export {
 } from './icmp.js';
 export {
   VNET_GSO_ECN, VNET_HDR_BYTES, VnetFlags, VnetGso,
-  completeVnetChecksum, emitPlainVnetHeader, emitVnetHeader, parseVnetHeader, splitTcpGso, tcpGsoSegmentCount,
+  completeVnetChecksum, emitPlainVnetHeader, emitVnetHeader, parseVnetHeader, splitTcpGso, tcpGsoSegmentCount, tcpOffloadVnetHeader,
   type VnetHeader,
 } from './vnet.js';

@@ -31,7 +31,7 @@
  * applications SHOULD NOT use it; the state machine treats URG data as data).
  */
 import type { TcpOptions, TcpSegmentIn, TcpSegmentOut } from '../stack/tcp/segment.js';
-import { finishSum, ipv4PseudoSum, ipv6PseudoSum, onesSum, put16, put32, u16, u32 } from './checksum.js';
+import { finishSum, foldSum, ipv4PseudoSum, ipv6PseudoSum, onesSum, put16, put32, u16, u32 } from './checksum.js';
 import { IPV4_HEADER_BYTES, IpProtocol, emitIpv4Header, type Ipv4Envelope, type Ipv4Packet, type WireDrop } from './ipv4.js';
 import { IPV6_HEADER_BYTES, emitIpv6Header, type Ipv6Envelope, type Ipv6Packet } from './ipv6.js';
 
@@ -183,9 +183,11 @@ export function tcpSegmentBytes(seg: TcpSegmentOut): number {
 
 /**
  * Writes the TCP segment at `b[off]` and its checksum, given the pseudo-header
- * sum without length; returns the segment length.
+ * sum without length; returns the segment length. With `partial`, the
+ * checksum field gets the folded pseudo-header sum alone, uncomplemented:
+ * what a virtio_net_hdr NEEDS_CSUM packet carries for the kernel to finish.
  */
-function writeSegment(seg: TcpSegmentOut, pseudoSum: number, b: Uint8Array, off: number): number {
+function writeSegment(seg: TcpSegmentOut, pseudoSum: number, b: Uint8Array, off: number, partial: boolean): number {
   const optBytes = tcpOptionsBytes(seg.options);
   const headerBytes = TCP_HEADER_BYTES + optBytes;
   put16(b, off, seg.srcPort);
@@ -202,7 +204,7 @@ function writeSegment(seg: TcpSegmentOut, pseudoSum: number, b: Uint8Array, off:
     b.set(seg.payload, off + headerBytes);
     len += seg.payload.length;
   }
-  put16(b, off + 16, finishSum(onesSum(b, off, len, pseudoSum + len)));
+  put16(b, off + 16, partial ? foldSum(pseudoSum + len) : finishSum(onesSum(b, off, len, pseudoSum + len)));
   return len;
 }
 
@@ -221,19 +223,25 @@ export function tcpIpv6PacketBytes(seg: TcpSegmentOut): number {
  * header, options, the payload copied in, both checksums. Returns the packet
  * length; `buf` must have {@link tcpIpv4PacketBytes} bytes from `off`.
  *
+ * `partialChecksum`: for a TUN with IFF_VNET_HDR and TUNSETOFFLOAD, leave
+ * the TCP checksum to the kernel (it is not summed here, which saves a pass
+ * over large payloads) and send the packet behind the header
+ * `tcpOffloadVnetHeader` (vnet.ts) returns. The IPv4 header checksum is
+ * always complete.
+ *
  * @example
  *   const n = emitTcpIpv4(flow.ip, seg, pooled, 0);
  *   tun.write(pooled.subarray(0, n));
  */
-export function emitTcpIpv4(ip: Ipv4Envelope, seg: TcpSegmentOut, buf: Uint8Array, off: number): number {
-  const tcpLen = writeSegment(seg, ipv4PseudoSum(ip.src, ip.dst, IpProtocol.TCP, 0), buf, off + IPV4_HEADER_BYTES);
+export function emitTcpIpv4(ip: Ipv4Envelope, seg: TcpSegmentOut, buf: Uint8Array, off: number, partialChecksum = false): number {
+  const tcpLen = writeSegment(seg, ipv4PseudoSum(ip.src, ip.dst, IpProtocol.TCP, 0), buf, off + IPV4_HEADER_BYTES, partialChecksum);
   emitIpv4Header(ip, IpProtocol.TCP, tcpLen, buf, off);
   return IPV4_HEADER_BYTES + tcpLen;
 }
 
 /** {@link emitTcpIpv4} for IPv6 (no header checksum; the pseudo-header covers the addresses). */
-export function emitTcpIpv6(ip: Ipv6Envelope, seg: TcpSegmentOut, buf: Uint8Array, off: number): number {
-  const tcpLen = writeSegment(seg, ipv6PseudoSum(ip.src, 0, ip.dst, 0, IpProtocol.TCP, 0), buf, off + IPV6_HEADER_BYTES);
+export function emitTcpIpv6(ip: Ipv6Envelope, seg: TcpSegmentOut, buf: Uint8Array, off: number, partialChecksum = false): number {
+  const tcpLen = writeSegment(seg, ipv6PseudoSum(ip.src, 0, ip.dst, 0, IpProtocol.TCP, 0), buf, off + IPV6_HEADER_BYTES, partialChecksum);
   emitIpv6Header(ip, IpProtocol.TCP, tcpLen, buf, off);
   return IPV6_HEADER_BYTES + tcpLen;
 }

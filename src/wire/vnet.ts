@@ -160,6 +160,42 @@ function gsoLayout(pkt: Uint8Array, h: VnetHeader): GsoLayout | WireDrop {
 }
 
 /**
+ * The virtio_net_hdr to send in front of the IPv4 or IPv6 TCP packet `pkt`
+ * (as emitTcpIpv4/6 wrote it, with `partialChecksum` or not) so the kernel
+ * finishes its checksum and, when its payload is longer than `mss`, cuts it
+ * into `mss`-byte segments itself (TSO: one write for up to 64 KB). The TCP
+ * checksum field is set to the partial (pseudo-header) sum NEEDS_CSUM calls
+ * for, so a packet emitted with a full checksum works too.
+ *
+ * @example
+ *   const n = emitTcpIpv4(flow.ip, bigSeg, out, VNET_HDR_BYTES, true);
+ *   const h = tcpOffloadVnetHeader(out.subarray(VNET_HDR_BYTES, VNET_HDR_BYTES + n), flow.mss);
+ *   if (typeof h !== 'string') emitVnetHeader(h, out, 0);
+ */
+export function tcpOffloadVnetHeader(pkt: Uint8Array, mss: number): VnetHeader | WireDrop {
+  const v6 = pkt.length > 0 && pkt[0]! >>> 4 === 6;
+  const probe: VnetHeader = { flags: 0, gsoType: v6 ? VnetGso.TCPV6 : VnetGso.TCPV4, hdrLen: 0, gsoSize: Math.max(1, mss), csumStart: 0, csumOffset: 0 };
+  const l = gsoLayout(pkt, probe);
+  if (typeof l === 'string') return l;
+  const tcpLen = l.end - l.ipBytes;
+  const pseudo = l.v6
+    ? ipv6PseudoSum(pkt, 8, pkt, 24, IpProtocol.TCP, tcpLen)
+    : ipv4PseudoSum(u32(pkt, 12), u32(pkt, 16), IpProtocol.TCP, tcpLen);
+  put16(pkt, l.ipBytes + 16, pseudo);
+  probe.flags = VnetFlags.NEEDS_CSUM;
+  if (l.end - l.hdrBytes > mss) {
+    probe.hdrLen = l.hdrBytes;
+  } else {
+    // One segment: no GSO; the kernel writes zero sizes then, and so do we.
+    probe.gsoType = VnetGso.NONE;
+    probe.gsoSize = 0;
+  }
+  probe.csumStart = l.ipBytes;
+  probe.csumOffset = 16; // offsetof(struct tcphdr, check)
+  return probe;
+}
+
+/**
  * How many packets {@link splitTcpGso} makes of `pkt`, and so how many
  * buffers it needs; or why `pkt` cannot be split.
  */

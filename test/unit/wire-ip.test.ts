@@ -18,7 +18,7 @@ import {
   finishSum, icmpv4EchoReply, icmpv4ErrorAllowed, icmpv4UnreachableBytes, internetChecksum, ipVersion, ipv4CidrContains,
   ipv4PseudoSum, ipv4ToString, ipv6CidrContains, ipv6ToString, isDrop, onesSum, parseIcmpv4, parseIcmpv6, parseIpv4,
   parseIpv4Address, parseIpv4Cidr, parseIpv6, parseIpv6Address, parseIpv6Cidr, parseTcp, parseTcpIpv4, parseTcpIpv6, parseUdp,
-  parseUdpIpv4, parseUdpIpv6, parseVnetHeader, splitTcpGso, tcpGsoSegmentCount, tcpIpv4PacketBytes, tcpIpv6PacketBytes,
+  parseUdpIpv4, parseUdpIpv6, parseVnetHeader, splitTcpGso, tcpGsoSegmentCount, tcpIpv4PacketBytes, tcpIpv6PacketBytes, tcpOffloadVnetHeader,
   tcpOptionsBytes, udpIpv4PacketBytes, udpIpv6PacketBytes,
   type IcmpMessage, type Ipv4Envelope, type Ipv4Packet, type Ipv6Envelope, type Ipv6Packet, type UdpDatagram, type VnetHeader,
   type WireDrop,
@@ -674,6 +674,54 @@ test('vnet: split keeps FIN on the last piece and CWR on the first, works for IP
   const one = [Buffer.alloc(100)];
   assert.equal(splitTcpGso(b, { ...h6, gsoType: VnetGso.TCPV4 }, one, 0, lengths), 1);
   assert.deepEqual(one[0]!.subarray(0, lengths[0]), b);
+});
+
+test('vnet: the offload header for our own writes matches what the kernel sends (NEEDS_CSUM, TSO), byte for byte', () => {
+  for (const name of ['vnet-tcp-syn', 'vnet-tcp-gso']) {
+    const raw = vector(name);
+    const kernelHeader = ok(parseVnetHeader(raw));
+    const pkt = Buffer.from(raw.subarray(VNET_HDR_BYTES));
+    const partial = pkt.readUInt16BE(36);
+    completeVnetChecksum(pkt, kernelHeader);
+    const mss = name === 'vnet-tcp-gso' ? 1400 : 1460;
+    assert.deepEqual(tcpOffloadVnetHeader(pkt, mss), kernelHeader, name);
+    assert.equal(pkt.readUInt16BE(36), partial, `${name}: the partial sum the kernel wrote`);
+  }
+});
+
+test('vnet: a super-segment we emit with a partial checksum completes and splits into valid packets', () => {
+  const payload = Buffer.alloc(4000, 7);
+  const seg: TcpSegmentOut = { srcPort: 443, dstPort: 50000, seq: 1, ack: 2, flags: TcpFlags.ACK | TcpFlags.PSH, window: 512, payload };
+  for (const v6 of [false, true]) {
+    const size = v6 ? tcpIpv6PacketBytes(seg) : tcpIpv4PacketBytes(seg);
+    const b = Buffer.alloc(VNET_HDR_BYTES + size);
+    const n = v6
+      ? emitTcpIpv6({ src: a6('fd00::1'), dst: a6('fd00::2'), hopLimit: 64, trafficClass: 0, flowLabel: 0 }, seg, b, VNET_HDR_BYTES, true)
+      : emitTcpIpv4({ src: a4('100.64.0.9'), dst: a4('10.0.0.5'), ttl: 64, id: 1, tos: 0, dontFragment: true }, seg, b, VNET_HDR_BYTES, true);
+    const pkt = b.subarray(VNET_HDR_BYTES, VNET_HDR_BYTES + n);
+    const h = ok(tcpOffloadVnetHeader(pkt, 1448));
+    assert.deepEqual(h, {
+      flags: VnetFlags.NEEDS_CSUM, gsoType: v6 ? VnetGso.TCPV6 : VnetGso.TCPV4, hdrLen: (v6 ? 40 : 20) + 20, gsoSize: 1448,
+      csumStart: v6 ? 40 : 20, csumOffset: 16,
+    });
+    emitVnetHeader(h, b, 0);
+    const out = Array.from({ length: 3 }, () => Buffer.alloc(60 + 1448));
+    const lengths: number[] = [];
+    assert.equal(splitTcpGso(pkt, ok(parseVnetHeader(b)), out, 0, lengths), 3);
+    const got = out.map((o, i) => {
+      const ip = v6 ? ok(parseIpv6(o, 0, lengths[i]!)) : ok(parseIpv4(o, 0, lengths[i]!));
+      return ok(v6 ? parseTcpIpv6(ip as Ipv6Packet) : parseTcpIpv4(ip as Ipv4Packet)).payload.length;
+    });
+    assert.deepEqual(got, [1448, 1448, 1104]);
+    assert.equal(completeVnetChecksum(pkt, h), undefined);
+    const whole = v6 ? parseTcpIpv6(ok(parseIpv6(pkt))) : parseTcpIpv4(ok(parseIpv4(pkt)));
+    assert.deepEqual(ok(whole).payload, payload, 'the completed checksum verifies');
+  }
+  const small: TcpSegmentOut = { ...seg, payload: Buffer.alloc(100) };
+  const b = Buffer.alloc(tcpIpv4PacketBytes(small));
+  emitTcpIpv4({ src: 1, dst: 2, ttl: 64, id: 0, tos: 0, dontFragment: true }, small, b, 0, true);
+  assert.deepEqual(tcpOffloadVnetHeader(b, 1448), { flags: 1, gsoType: VnetGso.NONE, hdrLen: 0, gsoSize: 0, csumStart: 20, csumOffset: 16 });
+  assert.equal(tcpOffloadVnetHeader(Buffer.from(vector('ipv4-udp')), 1448), 'bad-vnet', 'not TCP');
 });
 
 test('drop reasons: the list is complete and unique', () => {
