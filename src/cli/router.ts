@@ -129,7 +129,7 @@ export const routerCommand: Command = {
     if (config.tunnel.mode === 'tun') {
       const r = router;
       try {
-        tun = await TunMode.start({ config: config.tunnel.tun, routerId, log, dial: (stream, req, done) => r.dialLocal(stream, req, done) });
+        tun = await TunMode.start({ config: config.tunnel.tun, routerId, log, initialView: view, dial: (stream, req, done) => r.dialLocal(stream, req, done) });
       } catch (err) {
         sync.stop();
         await router.stop();

@@ -28,6 +28,8 @@ export interface TunModeOptions {
   routerId: string;
   dial: LocalDialer;
   log: Logger;
+  /** The policy at start, if any: its intercepted networks are routed in the first `ip` set-up. */
+  initialView?: SnapshotPolicyView;
   /** Tests: a device to use instead of opening /dev/net/tun (then no `ip` commands run). */
   device?: TunDevice;
 }
@@ -67,13 +69,14 @@ export class TunMode {
       else sockets.push(text);
     }
     const dns = new DnsService({ listen: sockets, upstream: cfg.upstream, range: cfg.dnsRange, reserved: [tunAddress, ...inStack.map((d) => d.ip)], log: opts.log });
+    const initialRoutes = opts.initialView === undefined ? [] : new InterceptTable(interceptEntries(opts.initialView, opts.routerId)).routes().map((r) => r.cidr);
     let device = opts.device;
     let netconf: TunNetconf | undefined;
     if (device === undefined) {
       device = openLinuxTun({ name: cfg.name, mtu: cfg.mtu });
       netconf = new TunNetconf();
       try {
-        await netconf.apply({ device: device.name, netns: cfg.netns, mtu: cfg.mtu, addresses: [`${formatIpv4(tunAddress)}/${prefixLength}`], routes: [] });
+        await netconf.apply({ device: device.name, netns: cfg.netns, mtu: cfg.mtu, addresses: [`${formatIpv4(tunAddress)}/${prefixLength}`], routes: initialRoutes });
       } catch (err) {
         device.close();
         throw err;
@@ -84,6 +87,7 @@ export class TunMode {
       tcp: { mssBytes: cfg.mtu - 40 }, maxTcpFlows: cfg.maxTcpFlows, maxUdpFlows: cfg.maxUdpFlows, udpIdleMs: cfg.udpIdleSeconds * 1000, log: opts.log,
     });
     const mode = new TunMode(opts, device, netconf, dns, shell);
+    for (const c of initialRoutes) mode.routed.add(c);
     try {
       await dns.start();
     } catch (err) {
