@@ -509,9 +509,12 @@ export class TcpConnection implements HeapItem {
     let acceptable: boolean;
     if (segLen === 0) {
       acceptable = rcvWnd === 0 ? seg.seq === this.rcvNxt : seqInWindow(seg.seq, this.rcvNxt, rcvWnd);
+    } else if (rcvWnd === 0) {
+      // A bare FIN at RCV.NXT is taken even into a zero window (as Linux does): end-of-stream should not
+      // wait for the app to drain. Anything carrying data is not.
+      acceptable = seg.seq === this.rcvNxt && dataLen === 0 && (flags & SYN) === 0;
     } else {
-      acceptable = rcvWnd !== 0
-        && (seqInWindow(seg.seq, this.rcvNxt, rcvWnd) || seqInWindow(seqAdd(seg.seq, segLen - 1), this.rcvNxt, rcvWnd));
+      acceptable = seqInWindow(seg.seq, this.rcvNxt, rcvWnd) || seqInWindow(seqAdd(seg.seq, segLen - 1), this.rcvNxt, rcvWnd);
     }
     if (!acceptable) {
       if ((flags & RST) !== 0) return 'rstOutOfWindow'; // RFC 5961 §3.2: silently
@@ -830,7 +833,9 @@ export class TcpConnection implements HeapItem {
    * ACK, RTO) without moving SND.NXT; Karn's rule stops the RTT sample.
    */
   private retransmitFirst(now: number): number {
-    const len = this.sendQ.bytes < this.sndMss ? this.sendQ.bytes : this.sndMss;
+    // Only what was sent before (up to SND.MAX): new data must wait for the windows.
+    const sentData = Math.min(this.sendQ.bytes, seqDiff(this.sndMax, this.sndUna));
+    const len = sentData < this.sndMss ? sentData : this.sndMss;
     const fin = this.finSent && len === this.sendQ.bytes;
     if (len === 0 && !fin) return 0;
     let flags = ACK;
