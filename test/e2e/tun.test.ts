@@ -147,6 +147,16 @@ async function runChild(mode: string): Promise<void> {
     send({ event: 'eperm', error: errorShape(() => openLinuxTun({ name: 'zteperm0' })) });
     return;
   }
+  if (mode === 'deleted') {
+    const gone = openLinuxTun({ name: 'ztedel0' });
+    gone.onPackets(() => undefined);
+    gone.onError((err) => {
+      send({ event: 'deleted', code: (err as EdgeError).code, message: err.message, rxErrors: gone.counters.rxErrors, write: gone.write(echoRequest()) });
+      gone.close();
+    });
+    spawnSync('ip', ['link', 'del', 'ztedel0']);
+    return;
+  }
   const dev = openLinuxTun({ name: DEV, mtu: MTU });
   const net = new TunNetconf();
   await net.apply(PLAN);
@@ -339,6 +349,16 @@ function defineTests(): void {
       assert.equal(await unprivileged.exited, 0, unprivileged.stderr);
       assert.equal(r['error']?.code, 'ERR_TUN');
       assert.match(r['error'].message, /permission denied: creating a TUN device needs CAP_NET_ADMIN.*EPERM/);
+    });
+
+    test('a device deleted under the reader reports ERR_TUN through onError once, and the process can end', async () => {
+      const deleted = new Child([], 'deleted');
+      const r = await deleted.next('deleted');
+      assert.equal(await deleted.exited, 0, deleted.stderr);
+      assert.equal(r['code'], 'ERR_TUN');
+      assert.match(r['message'], /reading TUN device ztedel0 failed: EBADFD? \(was the device deleted\?\)/);
+      assert.equal(r['rxErrors'], 1);
+      assert.equal(r['write'], false, 'writes to the dead fd are refused, not thrown');
     });
 
     test('after SIGTERM the child removed what it added; after close the device is gone and the child exits', async () => {
