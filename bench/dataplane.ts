@@ -99,7 +99,7 @@ const loadAtStart = loadavg();
 const log = elapsedLog();
 
 function reproduceCommand(): string {
-  const a = opts.values.paths !== undefined ? [`--paths ${PATHS.join(',')}`] : [];
+  const a = PATHS.join(',') !== PATH_NAMES.join(',') ? [`--paths ${PATHS.join(',')}`] : [];
   a.push(...opts.changed(['time-limit']));
   return `sudo npm run bench:dataplane${a.length > 0 ? ` -- ${a.join(' ')}` : ''}`;
 }

@@ -38,6 +38,9 @@
  *   written see it.
  *
  * Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for the mounts) and iproute2.
+ * Nothing can clean up after SIGKILL of this process: its namespaces stay
+ * listed as `ztedge-<pid>-*` (`ip netns pids NAME` shows what still runs
+ * there) until removed by hand or by a later process with the same pid.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
