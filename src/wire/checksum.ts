@@ -18,6 +18,14 @@
  * TCP headers, small payloads) the unrolled byte loop wins (64 B: 54 ns vs
  * 106 ns) and is used instead.
  *
+ * Whole packets, same host, through an esbuild bundle as shipped: parse
+ * IPv4 + TCP with a 1448-byte payload 0.12 µs (0.4 µs with the checksum
+ * verified); emit one 0.38 µs (payload copied and summed), 0.13 µs with
+ * the checksum left to the kernel (vnet.ts); split a 5000-byte GSO
+ * super-segment into 4 packets 1.5 µs. Measure through a bundle, not tsx:
+ * under tsx every call into another module goes through an export getter,
+ * which made the same code 3–4× slower.
+ *
  * Summing native-order 32-bit words is valid because the ones' complement
  * sum is byte-order independent (RFC 1071 §2(B)): add in host order, then
  * swap the folded 16-bit result on little-endian hosts. The words are summed
