@@ -617,8 +617,9 @@ export class TcpConnection implements HeapItem {
       this.onNewAck(now, ack);
       if (this.isClosed()) return null;
     }
-    // Window update (RFC 9293 §3.10.7.4): only from a segment newer than the last one that set it.
-    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
+    // Window update (RFC 9293 §3.10.7.4): only when SND.UNA ≤ SEG.ACK, and only from a segment newer
+    // than the last one that set it (SND.WL1/SND.WL2), so a reordered old segment cannot shrink it.
+    if (seqLe(this.sndUna, ack) && (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack)))) {
       this.sndWnd = wnd;
       this.sndWl1 = seg.seq;
       this.sndWl2 = ack;

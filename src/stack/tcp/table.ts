@@ -10,14 +10,16 @@
  *   coarse clock ──tick(now)──> heap of deadlines ──> TcpConnection.onTimer
  *   TcpConnection ──TcpOutput.sendSegment──> IP shell
  *
- * Lookup: a Map keyed by the peer endpoint as one number (IPv4 × 65536 +
- * port, exact below 2^48), each entry a short chain of connections that
- * differ by local endpoint (a device may reuse a source port towards several
- * intercepted addresses). No per-packet strings or Array.find.
+ * Lookup: a Map keyed by a 30-bit hash of the 4-tuple (a small integer, which
+ * V8 maps hash fastest), each entry a chain of the connections sharing that
+ * hash, compared field by field. The hash is keyed with a random seed so a
+ * device cannot aim many flows at one chain. No per-packet strings or
+ * Array.find.
  *
  * Sans-I/O like the connections: the shell passes `now` and owns the clock;
  * `nextDeadline()` says when `tick` next has work.
  */
+import { randomBytes } from 'node:crypto';
 import { EdgeError } from '../../errors.js';
 import { resolveTcpConfig, type TcpConfig } from './config.js';
 import { TcpConnection, type TcpConnOwner } from './connection.js';
@@ -73,7 +75,8 @@ export class TcpTable implements TcpConnOwner {
   readonly counters = new TcpCounters();
   readonly config: Readonly<TcpConfig>;
   readonly maxConnections: number;
-  private readonly byPeer = new Map<number, TcpConnection>();
+  private readonly buckets = new Map<number, TcpConnection>();
+  private readonly hashSeed: number;
   private readonly heap = new DeadlineHeap<TcpConnection>();
   private readonly isn: IsnGenerator;
   private count = 0;
@@ -90,6 +93,7 @@ export class TcpTable implements TcpConnOwner {
     }
     this.maxConnections = max;
     this.isn = new IsnGenerator(opts.isnSecret);
+    this.hashSeed = randomBytes(4).readUInt32LE(0);
   }
 
   /** Connections held (every state but CLOSED). */
@@ -99,9 +103,11 @@ export class TcpTable implements TcpConnOwner {
 
   /** The connection for a 4-tuple, if any. */
   lookup(localIp: number, localPort: number, remoteIp: number, remotePort: number): TcpConnection | undefined {
-    let c: TcpConnection | null | undefined = this.byPeer.get(peerKey(remoteIp, remotePort));
+    localIp >>>= 0;
+    remoteIp >>>= 0;
+    let c: TcpConnection | null | undefined = this.buckets.get(this.hash(localIp, localPort, remoteIp, remotePort));
     while (c !== null && c !== undefined) {
-      if (c.localIp === localIp >>> 0 && c.localPort === localPort) return c;
+      if (c.remotePort === remotePort && c.remoteIp === remoteIp && c.localIp === localIp && c.localPort === localPort) return c;
       c = c.bucketNext;
     }
     return undefined;
@@ -189,7 +195,7 @@ export class TcpTable implements TcpConnOwner {
   /** Aborts every connection (RST to each peer): shutdown. */
   abortAll(now: number): void {
     const all: TcpConnection[] = [];
-    for (const head of this.byPeer.values()) {
+    for (const head of this.buckets.values()) {
       for (let c: TcpConnection | null = head; c !== null; c = c.bucketNext) all.push(c);
     }
     for (const c of all) c.abort(now);
@@ -204,14 +210,14 @@ export class TcpTable implements TcpConnOwner {
   /** @internal TcpConnOwner: the connection reached CLOSED. */
   release(conn: TcpConnection): void {
     this.heap.remove(conn);
-    const key = peerKey(conn.remoteIp, conn.remotePort);
-    let c: TcpConnection | null | undefined = this.byPeer.get(key);
+    const key = this.hash(conn.localIp, conn.localPort, conn.remoteIp, conn.remotePort);
+    let c: TcpConnection | null | undefined = this.buckets.get(key);
     let prev: TcpConnection | null = null;
     while (c !== undefined && c !== null) {
       if (c === conn) {
         if (prev === null) {
-          if (c.bucketNext === null) this.byPeer.delete(key);
-          else this.byPeer.set(key, c.bucketNext);
+          if (c.bucketNext === null) this.buckets.delete(key);
+          else this.buckets.set(key, c.bucketNext);
         } else {
           prev.bucketNext = c.bucketNext;
         }
@@ -227,10 +233,10 @@ export class TcpTable implements TcpConnOwner {
   private add(now: number, localIp: number, localPort: number, remoteIp: number, remotePort: number): TcpConnection {
     const iss = this.isn.next(now, localIp, localPort, remoteIp, remotePort);
     const conn = new TcpConnection(this.config, this.output, this.counters, this, localIp, localPort, remoteIp, remotePort, iss);
-    const key = peerKey(remoteIp, remotePort);
-    const head = this.byPeer.get(key);
+    const key = this.hash(localIp, localPort, remoteIp, remotePort);
+    const head = this.buckets.get(key);
     if (head !== undefined) conn.bucketNext = head;
-    this.byPeer.set(key, conn);
+    this.buckets.set(key, conn);
     this.count++;
     return conn;
   }
@@ -257,13 +263,22 @@ export class TcpTable implements TcpConnOwner {
     this.output.sendSegment(localIp >>> 0, remoteIp >>> 0, out);
   }
 
+  /** Seeded 32-bit mix of the 4-tuple (murmur3-style finaliser rounds), cut to 30 bits so it stays a small integer. */
+  private hash(localIp: number, localPort: number, remoteIp: number, remotePort: number): number {
+    let h = Math.imul(remoteIp ^ this.hashSeed, 0xcc9e2d51);
+    h = Math.imul((h << 15) | (h >>> 17), 0x1b873593) ^ localIp;
+    h = Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64;
+    h ^= (remotePort << 16) | (localPort & 0xffff);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    return h & 0x3fff_ffff;
+  }
+
   private drop(reason: TcpDropReason): TcpDropReason {
     this.counters.drops[reason]++;
     return reason;
   }
-}
-
-/** The peer endpoint as one exact number: IPv4 × 2^16 + port (< 2^48). */
-function peerKey(ip: number, port: number): number {
-  return (ip >>> 0) * 0x10000 + (port & 0xffff);
 }
