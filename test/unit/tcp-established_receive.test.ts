@@ -175,3 +175,40 @@ test('established_reentrant_write: a reply written inside onData carries the ACK
   tick(e, 5000);
   e.wire.take(); // keepalive etc. not expected yet; only checking nothing throws
 });
+
+test('established_old_pure_ack: a pure ACK overtaken by later data is used but not answered', () => {
+  const e = established({ peerWscale: null });
+  e.conn.write(2000, Buffer.from('to device'));
+  e.wire.take();
+  feed(e, 2010, { seq: e.peerSeq, ack: e.ourSeq, payload: bytes(100) });
+  e.wire.none(); // delayed ACK pending
+  // Sent by the device before its 100 bytes, arriving after them: seq is 100 behind RCV.NXT.
+  assert.equal(feed(e, 2011, { seq: e.peerSeq, ack: e.ourSeq + 9 }), null);
+  assert.equal(e.conn.sndUna, (e.ourSeq + 9) >>> 0);
+  e.wire.none();
+});
+
+test('established_probe_answered: a zero-length segment at RCV.NXT − 1 (keepalive / window probe) gets an ACK', () => {
+  const e = established({ peerWscale: null });
+  assert.equal(feed(e, 2000, { seq: e.peerSeq - 1, ack: e.ourSeq }), 'outOfWindow');
+  check(e.wire.one(), { flags: ACK, seq: e.ourSeq, ack: e.peerSeq });
+});
+
+test('established_ooo_window_held: while data is held out of order the advertised window does not move', () => {
+  const e = established({ peerWscale: null, tcp: { recvBufferBytes: 16 * 1460 } });
+  e.app.autoConsume = false;
+  feed(e, 2000, { seq: e.peerSeq, ack: e.ourSeq, payload: bytes(8 * 1460) });
+  feed(e, 2000, { seq: e.peerSeq + 8 * 1460, ack: e.ourSeq, payload: bytes(10) });
+  const before = e.wire.take().pop()!;
+  feed(e, 2001, { seq: e.peerSeq + 9 * 1460, ack: e.ourSeq, payload: bytes(1460) }); // gap at 8·1460+10
+  const dup1 = check(e.wire.one(), { ack: before.ack });
+  e.conn.consume(2002, 8 * 1460); // the far end drains: room for a larger window
+  e.wire.none();
+  feed(e, 2003, { seq: e.peerSeq + 10 * 1460, ack: e.ourSeq, payload: bytes(1460) });
+  const dup2 = check(e.wire.one(), { ack: before.ack });
+  assert.equal(dup2.window, dup1.window, 'duplicate ACKs keep one window (RFC 5681 §2)');
+  // The gap fills: the window opens.
+  feed(e, 2004, { seq: e.peerSeq + 8 * 1460 + 10, ack: e.ourSeq, payload: bytes(1450) });
+  const after = check(e.wire.one(), { ack: e.peerSeq + 11 * 1460 });
+  assert.ok(after.window > dup2.window);
+});

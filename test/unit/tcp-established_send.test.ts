@@ -195,3 +195,19 @@ test('established_dup_ack_old: an ACK below SND.UNA − MAX.SND.WND draws a chal
   assert.equal(feed(e, 2020, { seq: e.peerSeq, ack: e.ourSeq + 5000 }), 'ackTooNew');
   check(e.wire.one(), { flags: ACK });
 });
+
+test('established_limited_transmit: the first two duplicate ACKs each release one new segment (RFC 3042)', () => {
+  const e = established({ tcp: { initialCwndSegments: 2 }, peerWscale: null });
+  e.conn.write(2000, bytes(6 * MSS));
+  assert.equal(e.wire.take().length, 2);
+  ackUpTo(e, 2050, 0);
+  check(e.wire.one(), { seq: e.ourSeq + 2 * MSS, len: MSS });
+  ackUpTo(e, 2051, 0);
+  check(e.wire.one(), { seq: e.ourSeq + 3 * MSS, len: MSS });
+  assert.equal(e.conn.cc.cwndBytes, 2 * MSS, 'cwnd unchanged');
+  ackUpTo(e, 2052, 0);
+  // Third: fast retransmit; cwnd = ssthresh (2 MSS) + 3 MSS = 5 MSS over 4 in flight lets one new segment go.
+  const [re, more] = e.wire.take();
+  check(re!, { seq: e.ourSeq, len: MSS });
+  check(more!, { seq: e.ourSeq + 4 * MSS, len: MSS });
+});

@@ -21,7 +21,7 @@
  * Not done, knowingly: SACK and timestamps (parsed, never negotiated),
  * simultaneous open, urgent data (the URG pointer is ignored), ECN.
  */
-import { TcpFlags, type TcpSegmentIn, type TcpSegmentOut } from './segment.js';
+import { TcpFlags, type TcpOptions, type TcpSegmentIn, type TcpSegmentOut } from './segment.js';
 import type { TcpConfig } from './config.js';
 import { MAX_WINDOW_SHIFT, windowShiftFor } from './config.js';
 import { NewReno } from './congestion.js';
@@ -57,6 +57,14 @@ const CHALLENGE_ACKS_PER_SECOND = 10;
  */
 function isOldPureAck(behind: number, recvBufferBytes: number): boolean {
   return behind >= 2 && behind <= recvBufferBytes;
+}
+
+/** A segment to send, every field set (one object shape for the whole stack). */
+export function tcpSegment(
+  srcPort: number, dstPort: number, seq: number, ack: number, flags: number, window: number,
+  options: TcpOptions | undefined, payload: Buffer | undefined,
+): TcpSegmentOut {
+  return { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window, options, payload };
 }
 
 /** What a connection needs from its table (timers and removal). */
@@ -282,6 +290,8 @@ export class TcpConnection implements HeapItem {
    * reuse it). Returns how many bytes were accepted (up to the send buffer's
    * free room); when fewer than offered, `onWritable` follows once half the
    * buffer is free. Accepts nothing after close()/abort() or once closed.
+   * The segment that carries the last queued byte has PSH set (RFC 9293
+   * §3.9.1: a sender may collapse the PSHs of successive writes).
    */
   write(now: number, buf: Buffer): number {
     if (!this.acceptsWrites()) return 0;
@@ -860,18 +870,7 @@ export class TcpConnection implements HeapItem {
     // The window in a SYN is never scaled (RFC 7323 §2.2).
     const wnd = Math.min(this.availableWindow(), 0xffff);
     if (passive) this.rcvAdvRight = seqAdd(this.rcvNxt, wnd);
-    const seg: TcpSegmentOut = {
-      srcPort: this.localPort,
-      dstPort: this.remotePort,
-      seq: this.iss,
-      ack: passive ? this.rcvNxt : 0,
-      flags: passive ? SYN | ACK : SYN,
-      window: wnd,
-      options,
-      payload: undefined,
-    };
-    this.counters.segmentsOut++;
-    this.out.sendSegment(this.localIp, this.remoteIp, seg);
+    this.put(this.iss, passive ? this.rcvNxt : 0, passive ? SYN | ACK : SYN, wnd, options, undefined);
   }
 
   /**
@@ -904,41 +903,25 @@ export class TcpConnection implements HeapItem {
   }
 
   /** Any segment with our current ACK and window; clears pending ACK state. */
-  private emit(seq: number, flags: number, payload: Buffer | undefined, options: TcpSegmentOut['options']): void {
-    const seg: TcpSegmentOut = {
-      srcPort: this.localPort,
-      dstPort: this.remotePort,
-      seq,
-      ack: (flags & ACK) !== 0 ? this.rcvNxt : 0,
-      flags,
-      window: (flags & RST) !== 0 ? 0 : this.windowField(),
-      options,
-      payload,
-    };
+  private emit(seq: number, flags: number, payload: Buffer | undefined, options: TcpOptions | undefined): void {
     if ((flags & ACK) !== 0) {
       this.ackNow = false;
       this.unackedSegments = 0;
       this.delackAt = Infinity;
     }
-    this.counters.segmentsOut++;
-    this.out.sendSegment(this.localIp, this.remoteIp, seg);
+    this.put(seq, (flags & ACK) !== 0 ? this.rcvNxt : 0, flags, (flags & RST) !== 0 ? 0 : this.windowField(), options, payload);
   }
 
   /** A segment with explicit seq/ack (RST answers outside the send sequence space). */
   private sendRaw(seq: number, ack: number, flags: number, window: number): void {
-    const seg: TcpSegmentOut = {
-      srcPort: this.localPort,
-      dstPort: this.remotePort,
-      seq: seq >>> 0,
-      ack: ack >>> 0,
-      flags,
-      window,
-      options: undefined,
-      payload: undefined,
-    };
     if ((flags & RST) !== 0) this.counters.resetsSent++;
+    this.put(seq, ack, flags, window, undefined, undefined);
+  }
+
+  /** Hands one segment to the output (a fresh object: the shell may keep it until the next call). */
+  private put(seq: number, ack: number, flags: number, window: number, options: TcpOptions | undefined, payload: Buffer | undefined): void {
     this.counters.segmentsOut++;
-    this.out.sendSegment(this.localIp, this.remoteIp, seg);
+    this.out.sendSegment(this.localIp, this.remoteIp, tcpSegment(this.localPort, this.remotePort, seq, ack, flags, window, options, payload));
   }
 
   /**

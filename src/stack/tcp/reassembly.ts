@@ -10,7 +10,7 @@
  * bounded in bytes and in pieces; what would exceed either is refused whole
  * (the peer retransmits it).
  */
-import { seqAdd, seqDiff, seqGt, seqLe, seqLt } from './seq.js';
+import { seqAdd, seqDiff, seqGt, seqLt } from './seq.js';
 
 interface Piece {
   seq: number;
@@ -119,11 +119,5 @@ export class Reassembly {
   /** Test hook: the held ranges as [seq, length] pairs, in order. */
   ranges(): [number, number][] {
     return this.pieces.map((p) => [p.seq, p.data.length]);
-  }
-
-  /** Whether `seq` is covered by a held piece (or is the held FIN). */
-  holds(seq: number): boolean {
-    for (const p of this.pieces) if (seqLe(p.seq, seq) && seqLt(seq, seqAdd(p.seq, p.data.length))) return true;
-    return false;
   }
 }

@@ -22,9 +22,9 @@
 import { randomBytes } from 'node:crypto';
 import { EdgeError } from '../../errors.js';
 import { resolveTcpConfig, type TcpConfig } from './config.js';
-import { TcpConnection, type TcpConnOwner } from './connection.js';
+import { TcpConnection, tcpSegment, type TcpConnOwner } from './connection.js';
 import { IsnGenerator } from './isn.js';
-import { TcpFlags, type TcpSegmentIn, type TcpSegmentOut } from './segment.js';
+import { TcpFlags, type TcpSegmentIn } from './segment.js';
 import { seqAdd } from './seq.js';
 import { TcpCounters, TcpState, type TcpDropReason, type TcpHandler, type TcpOutput } from './state.js';
 import { DeadlineHeap } from './timers.js';
@@ -248,16 +248,9 @@ export class TcpTable implements TcpConnOwner {
   private resetStray(localIp: number, remoteIp: number, seg: TcpSegmentIn): void {
     const hasAck = (seg.flags & ACK) !== 0;
     const segLen = seg.payload.length + ((seg.flags & SYN) !== 0 ? 1 : 0) + ((seg.flags & FIN) !== 0 ? 1 : 0);
-    const out: TcpSegmentOut = {
-      srcPort: seg.dstPort,
-      dstPort: seg.srcPort,
-      seq: hasAck ? seg.ack >>> 0 : 0,
-      ack: hasAck ? 0 : seqAdd(seg.seq, segLen),
-      flags: hasAck ? RST : RST | ACK,
-      window: 0,
-      options: undefined,
-      payload: undefined,
-    };
+    const out = hasAck
+      ? tcpSegment(seg.dstPort, seg.srcPort, seg.ack, 0, RST, 0, undefined, undefined)
+      : tcpSegment(seg.dstPort, seg.srcPort, 0, seqAdd(seg.seq, segLen), RST | ACK, 0, undefined, undefined);
     this.counters.resetsSent++;
     this.counters.segmentsOut++;
     this.output.sendSegment(localIp >>> 0, remoteIp >>> 0, out);
