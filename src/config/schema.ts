@@ -129,6 +129,8 @@ export const TunSchema = Type.Object({
   }), []),
   /** Device MTU. */
   mtu: withDefault(Type.Integer({ minimum: 576, maximum: 65535, description: 'MTU of the TUN device, 576–65535. Devices on a LAN send at most their own MTU; local programs (same host) send up to this, so a larger value moves more bytes per packet.' }), 1500),
+  /** Kernel offloads. */
+  offload: withDefault(Type.Boolean({ description: 'Let the kernel hand TCP super-segments (up to 64 KB) and partial checksums to the router through a virtio_net_hdr (IFF_VNET_HDR + TUNSETOFFLOAD): far fewer reads per byte. Turn off only to debug.' }), true),
   /** Move the device into this network namespace. */
   netns: Type.Optional(Type.String({ pattern: NETNS_NAME_PATTERN, description: 'Name of an existing network namespace (ip netns) to move the TUN device into after creating it: the router keeps its links in its own namespace while the devices it serves live in another (containers, tests). Absent: the device stays in the router\'s namespace.' })),
   /** Flow limits. */

@@ -27,7 +27,8 @@ import type { TunDevice } from '../tun/index.js';
 import {
   IPV4_DEFAULT_TTL, IpProtocol, emitIcmpv4EchoReply, emitIcmpv4Unreachable, emitTcpIpv4, emitUdpIpv4, icmpv4ErrorAllowed,
   icmpv4UnreachableBytes, ipv4ToString, isDrop, parseIcmpv4, parseIpv4, parseTcpIpv4, parseUdpIpv4, tcpIpv4PacketBytes,
-  udpIpv4PacketBytes, type Ipv4Envelope, type Ipv4Packet, type UdpDatagram, type WireDrop,
+  udpIpv4PacketBytes, emitPlainVnetHeader, emitVnetHeader, parseVnetHeader, tcpOffloadVnetHeader, VnetFlags,
+  type Ipv4Envelope, type Ipv4Packet, type UdpDatagram, type WireDrop,
 } from '../wire/index.js';
 import { TcpTable, type TcpCloseReason, type TcpConfig, type TcpConnection, type TcpHandler, type TcpSegmentOut, type TcpSynVerdict } from '../stack/tcp/index.js';
 import type { DnsService } from '../dns/index.js';
@@ -78,6 +79,8 @@ export class TunCountersView {
 
 /** Tick of the coarse clock: TCP timers (delayed ACK 40 ms, RTO ≥ 200 ms) need no finer. */
 const TICK_MS = 10;
+/** gso_size for a segment of at most one MSS: any value ≥ its payload keeps the kernel from cutting it. */
+const MAX_GSO_SIZE = 65_535;
 /** Bytes held in a flow's readable side before the TCP window starts closing. */
 const FLOW_READ_BUFFER_BYTES = 64 * 1024;
 
@@ -93,6 +96,8 @@ export class TunIntercept implements DatagramEndpoint {
   private udpCount = 0;
   private readonly env: Ipv4Envelope = { src: 0, dst: 0, ttl: IPV4_DEFAULT_TTL, id: 0, tos: 0, dontFragment: true };
   private readonly dnsAt = new Map<number, number>();
+  /** Bytes of virtio_net_hdr in front of every packet (0 or 10). */
+  private readonly vnet: number;
   private timer: NodeJS.Timeout | undefined = undefined;
   private readonly log: Logger;
   /** The packet being handled (for ICMP errors that quote it). */
@@ -108,6 +113,7 @@ export class TunIntercept implements DatagramEndpoint {
       { tcp: opts.tcp, maxConnections: opts.maxTcpFlows },
     );
     this.sweeper = new IdleSweeper(opts.udpIdleMs);
+    this.vnet = opts.device.vnetHdrBytes;
     for (const d of opts.dnsAddresses) this.dnsAt.set(d.ip, d.port);
   }
 
@@ -141,22 +147,31 @@ export class TunIntercept implements DatagramEndpoint {
   private onPacket(pkt: Buffer): void {
     const c = this.counters;
     c.packetsIn++;
-    if (pkt.length === 0 || pkt[0]! >>> 4 !== 4) {
+    const v = this.vnet;
+    // With IFF_VNET_HDR the kernel may hand over TCP super-segments (up to 64 KB, one read) whose
+    // checksum it left partial (NEEDS_CSUM): it built them itself, so they are not checked again.
+    let verify = true;
+    if (v !== 0) {
+      const h = parseVnetHeader(pkt, 0);
+      if (isDrop(h)) return this.drop(h);
+      verify = (h.flags & (VnetFlags.NEEDS_CSUM | VnetFlags.DATA_VALID)) === 0;
+    }
+    if (pkt.length <= v || pkt[v]! >>> 4 !== 4) {
       c.notIpv4++;
       return;
     }
-    const ip = parseIpv4(pkt);
+    const ip = parseIpv4(pkt, v);
     if (isDrop(ip)) return this.drop(ip);
     this.current = pkt;
     switch (ip.protocol) {
       case IpProtocol.TCP: {
-        const seg = parseTcpIpv4(ip);
+        const seg = parseTcpIpv4(ip, verify);
         if (isDrop(seg)) return this.drop(seg);
         this.tcp.input(performance.now(), ip.src, ip.dst, seg);
         return;
       }
       case IpProtocol.UDP: {
-        const d = parseUdpIpv4(ip);
+        const d = parseUdpIpv4(ip, verify);
         if (isDrop(d)) return this.drop(d);
         this.onDatagram(ip, d);
         return;
@@ -211,8 +226,20 @@ export class TunIntercept implements DatagramEndpoint {
   }
 
   private sendSegment(src: number, dst: number, seg: TcpSegmentOut): void {
-    const pkt = Buffer.allocUnsafe(tcpIpv4PacketBytes(seg));
-    emitTcpIpv4(this.envelope(src, dst), seg, pkt, 0);
+    const v = this.vnet;
+    if (v === 0) {
+      const pkt = Buffer.allocUnsafe(tcpIpv4PacketBytes(seg));
+      emitTcpIpv4(this.envelope(src, dst), seg, pkt, 0);
+      this.write(pkt);
+      return;
+    }
+    // Offload: the kernel finishes the TCP checksum (NEEDS_CSUM) and cuts a super-segment into gso_size
+    // packets (TSO), so one write carries up to 64 KB and no checksum is summed here.
+    const pkt = Buffer.allocUnsafe(v + tcpIpv4PacketBytes(seg));
+    const n = emitTcpIpv4(this.envelope(src, dst), seg, pkt, v, true);
+    const h = tcpOffloadVnetHeader(pkt.subarray(v, v + n), seg.gsoSize ?? MAX_GSO_SIZE);
+    if (isDrop(h)) return this.drop(h);
+    emitVnetHeader(h, pkt, 0);
     this.write(pkt);
   }
 
@@ -288,8 +315,8 @@ export class TunIntercept implements DatagramEndpoint {
   }
 
   private sendUdp(src: number, srcPort: number, dst: number, dstPort: number, payload: Buffer): void {
-    const pkt = Buffer.allocUnsafe(udpIpv4PacketBytes(payload.length));
-    emitUdpIpv4(this.envelope(src, dst), { srcPort, dstPort, payload }, pkt, 0);
+    const pkt = this.packet(udpIpv4PacketBytes(payload.length));
+    emitUdpIpv4(this.envelope(src, dst), { srcPort, dstPort, payload }, pkt, this.vnet);
     this.write(pkt);
   }
 
@@ -313,8 +340,8 @@ export class TunIntercept implements DatagramEndpoint {
       this.counters.icmpIgnored++;
       return;
     }
-    const pkt = Buffer.allocUnsafe(ip.totalBytes);
-    emitIcmpv4EchoReply(ip, pkt, 0);
+    const pkt = this.packet(ip.totalBytes);
+    emitIcmpv4EchoReply(ip, pkt, this.vnet);
     this.counters.icmpEchoReplies++;
     this.write(pkt);
   }
@@ -322,9 +349,9 @@ export class TunIntercept implements DatagramEndpoint {
   /** ICMP destination unreachable about the packet being handled (RFC 1812 §4.3.2: never about an ICMP error, a broadcast…). */
   private unreachable(ip: Ipv4Packet, code: number): void {
     if (!icmpv4ErrorAllowed(ip)) return;
-    const original = this.current.subarray(0, ip.totalBytes);
-    const pkt = Buffer.allocUnsafe(icmpv4UnreachableBytes(original));
-    emitIcmpv4Unreachable(code, this.opts.tunAddress, original, pkt, 0);
+    const original = this.current.subarray(this.vnet, this.vnet + ip.totalBytes);
+    const pkt = this.packet(icmpv4UnreachableBytes(original));
+    emitIcmpv4Unreachable(code, this.opts.tunAddress, original, pkt, this.vnet);
     this.write(pkt);
   }
 
@@ -346,6 +373,14 @@ export class TunIntercept implements DatagramEndpoint {
     e.dst = dst;
     e.id = (e.id + 1) & 0xffff;
     return e;
+  }
+
+  /** A buffer for a packet of `bytes`, after the device's virtio_net_hdr (plain: no offload asked) when it has one. */
+  private packet(bytes: number): Buffer {
+    const v = this.vnet;
+    const pkt = Buffer.allocUnsafe(v + bytes);
+    if (v !== 0) emitPlainVnetHeader(pkt, 0);
+    return pkt;
   }
 
   private write(pkt: Buffer): void {

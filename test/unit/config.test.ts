@@ -92,7 +92,7 @@ const DEFAULTS = {
   tunnel: {
     mode: 'none',
     proxy: [],
-    tun: { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: [], mtu: 1500, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 },
+    tun: { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: [], mtu: 1500, offload: true, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 },
   },
   link: { keepaliveMs: 15000, deadAfterMs: 45000, maxFrameBytes: 262144, reconnect: { initialMs: 500, maxMs: 30000 } },
   policy: { keepAfterExpiry: false },
@@ -156,7 +156,7 @@ describe('valid configs', () => {
     assert.deepEqual(cfg.tunnel, {
       mode: 'proxy',
       proxy: [{ service: 'demo', listen: '127.0.0.1:18080', protocol: 'tcp' }, { service: 'mqtt', listen: '[::1]:1883', protocol: 'udp' }],
-      tun: { name: 'ztgw0', dnsRange: '10.99.0.0/16', dnsListen: ['10.99.0.2:53', '192.168.1.1:5353'], upstream: ['192.0.2.53:53', '[2001:db8::53]:53'], mtu: 1500, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 },
+      tun: { name: 'ztgw0', dnsRange: '10.99.0.0/16', dnsListen: ['10.99.0.2:53', '192.168.1.1:5353'], upstream: ['192.0.2.53:53', '[2001:db8::53]:53'], mtu: 1500, offload: true, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 },
     });
     assert.deepEqual(cfg.server, { cert: join(dir, 'etc', 'certs', 'server.pem'), key: '/etc/ztedge/server.key' });
     assert.deepEqual(cfg.link, { keepaliveMs: 1000, deadAfterMs: 3000, maxFrameBytes: 65536, reconnect: { initialMs: 100, maxMs: 5000 } });
@@ -187,7 +187,7 @@ tunnel:
     dnsListen: [100.64.0.2:53]     # add a LAN address to serve clientless devices
     upstream: [192.0.2.53:53]      # resolvers for everything else; empty: REFUSED
 `));
-    assert.deepEqual(tun.tunnel.tun, { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: ['192.0.2.53:53'], mtu: 1500, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 });
+    assert.deepEqual(tun.tunnel.tun, { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: ['192.0.2.53:53'], mtu: 1500, offload: true, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 });
   });
 
   test('a key with an empty value counts as absent, so its defaults apply', async () => {
@@ -621,7 +621,7 @@ describe('fast-check: any input loads or is ERR_CONFIG, nothing else', () => {
       identity: 'id.json',
       listeners: ['tls:0.0.0.0:3022'],
       links: ['tls:hub.example:3022'],
-      tunnel: { mode: 'proxy', proxy: [{ service: 'demo', listen: '127.0.0.1:18080' }], tun: { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: [], mtu: 1500, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 } },
+      tunnel: { mode: 'proxy', proxy: [{ service: 'demo', listen: '127.0.0.1:18080' }], tun: { name: 'zt0', dnsRange: '100.64.0.0/10', dnsListen: ['100.64.0.2:53'], upstream: [], mtu: 1500, offload: true, maxTcpFlows: 16384, maxUdpFlows: 4096, udpIdleSeconds: 60 } },
       server: { cert: 'c.pem', key: 'k.pem' },
       link: { keepaliveMs: 15000, deadAfterMs: 45000, maxFrameBytes: 262144, reconnect: { initialMs: 500, maxMs: 30000 } },
       policy: { keepAfterExpiry: false },

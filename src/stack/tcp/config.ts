@@ -49,6 +49,14 @@ export interface TcpConfig {
   keepaliveCount: number;
   /** Initial congestion window in segments (RFC 6928: 10). */
   initialCwndSegments: number;
+  /**
+   * Largest payload of one emitted segment when the TUN does TCP segmentation
+   * offload (TSO through virtio_net_hdr): the shell hands the kernel a
+   * super-segment and the kernel cuts it into MSS-sized packets. Rounded down
+   * to whole MSS. 0: off, every segment is at most one MSS. Retransmissions
+   * stay one MSS.
+   */
+  tsoMaxBytes: number;
   /** Send segments smaller than the MSS without waiting for outstanding ACKs (no Nagle, RFC 9293 §3.7.4): a proxy must not add latency. */
   noDelay: boolean;
 }
@@ -76,6 +84,7 @@ export const TCP_DEFAULTS: Readonly<TcpConfig> = Object.freeze({
   keepaliveIntervalMs: 75_000,
   keepaliveCount: 9,
   initialCwndSegments: 10,
+  tsoMaxBytes: 0,
   noDelay: true,
 });
 
@@ -119,6 +128,8 @@ export function resolveTcpConfig(overrides: Partial<TcpConfig> = {}): Readonly<T
   check('keepaliveIntervalMs', 1, 86_400_000);
   check('keepaliveCount', 1, 1000);
   check('initialCwndSegments', 1, 100);
+  // 65495: an IPv4 packet's payload after 20 + 20 bytes of headers (RFC 791 Total Length is 16 bits).
+  check('tsoMaxBytes', 0, 65_495);
   if (typeof c.noDelay !== 'boolean') throw new EdgeError('ERR_CONFIG', 'tcp.noDelay must be a boolean');
   return Object.freeze(c);
 }

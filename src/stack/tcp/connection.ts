@@ -62,9 +62,9 @@ function isOldPureAck(behind: number, recvBufferBytes: number): boolean {
 /** A segment to send, every field set (one object shape for the whole stack). */
 export function tcpSegment(
   srcPort: number, dstPort: number, seq: number, ack: number, flags: number, window: number,
-  options: TcpOptions | undefined, payload: Buffer | undefined,
+  options: TcpOptions | undefined, payload: Buffer | undefined, gsoSize?: number,
 ): TcpSegmentOut {
-  return { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window, options, payload };
+  return { srcPort, dstPort, seq: seq >>> 0, ack: ack >>> 0, flags, window, options, payload, gsoSize };
 }
 
 /** What a connection needs from its table (timers and removal). */
@@ -769,6 +769,9 @@ export class TcpConnection implements HeapItem {
   private pump(now: number): void {
     if (!this.canSend()) return;
     const mss = this.sndMss;
+    // With TSO a segment may hold several MSS (whole ones); the kernel cuts it.
+    const tso = this.cfg.tsoMaxBytes;
+    const cap = tso > mss ? tso - (tso % mss) : mss;
     for (;;) {
       const offset = seqDiff(this.sndNxt, this.sndUna);
       const unsent = this.sendQ.bytes - offset;
@@ -778,11 +781,16 @@ export class TcpConnection implements HeapItem {
       }
       const wnd = this.sndWnd < this.cc.cwndBytes ? this.sndWnd : this.cc.cwndBytes;
       const usable = wnd - offset;
-      let len = unsent < mss ? unsent : mss;
+      let len = unsent < cap ? unsent : cap;
       if (usable < len) {
-        // Window-limited: send a partial segment only if it is at least half the largest window offered.
-        if (usable <= 0 || usable < this.maxSndWnd >> 1) break;
-        len = usable;
+        if (usable >= mss) {
+          // A super-segment cut to the window, in whole MSS (only reachable when cap > mss).
+          len = usable - (usable % mss);
+        } else {
+          // Window-limited: send a partial segment only if it is at least half the largest window offered.
+          if (usable <= 0 || usable < this.maxSndWnd >> 1) break;
+          len = usable;
+        }
       } else if (len < mss && !this.cfg.noDelay && offset > 0 && this.sndNxt === this.sndMax) {
         break; // Nagle (RFC 9293 §3.7.4): a small segment waits for outstanding data to be acknowledged
       }
@@ -921,7 +929,8 @@ export class TcpConnection implements HeapItem {
   /** Hands one segment to the output (a fresh object: the shell may keep it until the next call). */
   private put(seq: number, ack: number, flags: number, window: number, options: TcpOptions | undefined, payload: Buffer | undefined): void {
     this.counters.segmentsOut++;
-    this.out.sendSegment(this.localIp, this.remoteIp, tcpSegment(this.localPort, this.remotePort, seq, ack, flags, window, options, payload));
+    const gso = payload !== undefined && payload.length > this.sndMss ? this.sndMss : undefined;
+    this.out.sendSegment(this.localIp, this.remoteIp, tcpSegment(this.localPort, this.remotePort, seq, ack, flags, window, options, payload, gso));
   }
 
   /**

@@ -65,4 +65,9 @@ export interface TcpSegmentOut {
   options?: TcpOptions;
   /** Payload: may be a subarray of the connection's send buffer; valid until the next call into the machine. */
   payload?: Buffer;
+  /**
+   * Set when the payload is longer than one MSS (TSO, `tsoMaxBytes`): the
+   * MSS the kernel must cut it into (virtio_net_hdr gso_size).
+   */
+  gsoSize?: number;
 }
