@@ -30,7 +30,7 @@ export { InterceptedNames, NameTable, covers, normalizeName, splitAddresses, typ
 export { DEFAULT_TTL_SECONDS, DnsCounters, DnsHandler, Rcode, errorReply, truncateReply, type DnsDecision, type DnsDropReason, type DnsHandlerOptions } from './server.js';
 export { DEFAULT_UPSTREAM_TIMEOUT_MS, Forwarder, ForwarderCounters, type ForwardCallback, type ForwardOptions, type ForwarderOptions } from './forwarder.js';
 export { DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_TCP_IDLE_MS, DnsListener, type BoundAddress, type DnsListenerOptions } from './listener.js';
-export { MessageReader, writeMessage } from './framing.js';
+export { LENGTH_PREFIX_BYTES, MessageReader, writeMessage } from './framing.js';
 
 export interface DnsServiceOptions {
   /** `HOST:PORT` addresses to serve on (`tunnel.tun.dnsListen`); port 0 picks one (tests). */

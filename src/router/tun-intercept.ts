@@ -31,7 +31,7 @@ import {
   type Ipv4Envelope, type Ipv4Packet, type UdpDatagram, type WireDrop,
 } from '../wire/index.js';
 import { TcpTable, type TcpCloseReason, type TcpConfig, type TcpConnection, type TcpHandler, type TcpSegmentOut, type TcpSynVerdict } from '../stack/tcp/index.js';
-import type { DnsService } from '../dns/index.js';
+import { LENGTH_PREFIX_BYTES, MessageReader, type DnsService } from '../dns/index.js';
 import { CircuitEnd, CircuitError, type CircuitStream, type DialRequest } from './mux.js';
 import { DatagramCircuit, IdleSweeper, UdpCounters, type DatagramEndpoint } from './udp.js';
 import { InterceptTable } from './intercepts.js';
@@ -73,6 +73,7 @@ export class TunCountersView {
   icmpEchoReplies = 0;
   icmpIgnored = 0;
   dnsQueries = 0;
+  dnsTcpConnections = 0;
   /** Packets the TUN did not take (its queue was full). */
   txDropped = 0;
 }
@@ -199,6 +200,7 @@ export class TunIntercept implements DatagramEndpoint {
   private onSyn(conn: TcpConnection): TcpSynVerdict {
     const dst = conn.localIp;
     const port = conn.localPort;
+    if (this.dnsAt.get(dst) === port) return this.acceptDnsOverTcp(conn);
     const service = this.serviceFor('tcp', dst, port);
     if (service === undefined) {
       this.counters.tcpNoService++;
@@ -328,6 +330,44 @@ export class TunIntercept implements DatagramEndpoint {
     this.opts.dns.query(query, (reply) => {
       if (reply !== undefined) this.sendUdp(server, serverPort, device, devicePort, reply);
     }, this.opts.device.mtu - 28);
+  }
+
+  /**
+   * DNS over TCP to an in-stack DNS address (RFC 7766: clients retry over TCP
+   * after a truncated UDP answer): the connection ends here, each
+   * length-prefixed query is answered in order.
+   */
+  private acceptDnsOverTcp(conn: TcpConnection): TcpSynVerdict {
+    this.counters.dnsTcpConnections++;
+    const flow = new TcpFlow(conn);
+    conn.setHandler(flow);
+    conn.user = flow;
+    const reader = new MessageReader();
+    let inflight = 0;
+    let ended = false;
+    const pump = (): void => {
+      for (let q = reader.next(); q !== undefined; q = reader.next()) {
+        this.counters.dnsQueries++;
+        inflight++;
+        // Answers go back in the order they complete (RFC 7766 §7: out-of-order is allowed; ids tell them apart).
+        this.opts.dns.query(q, (reply) => {
+          inflight--;
+          if (reply !== undefined && !flow.destroyed) {
+            const prefix = Buffer.allocUnsafe(LENGTH_PREFIX_BYTES);
+            prefix.writeUInt16BE(reply.length, 0);
+            flow.cork();
+            flow.write(prefix);
+            flow.write(reply);
+            flow.uncork();
+          }
+          if (ended && inflight === 0) flow.end();
+        });
+      }
+    };
+    flow.on('data', (chunk: Buffer) => { reader.push(chunk); pump(); });
+    flow.on('end', () => { ended = true; if (inflight === 0) flow.end(); });
+    flow.on('error', () => undefined);
+    return 'accept';
   }
 
   // ---- ICMP -----------------------------------------------------------------

@@ -104,6 +104,8 @@ export class TunMode {
       throw err;
     }
     shell.start();
+    // The device deleted under us (`ip link del`), or the fd failed: traffic stops; say so once, loudly.
+    device.onError((err) => mode.log.error({ err }, 'TUN device failed: interception stopped; restart the router'));
     mode.log.info({ address: `${formatIpv4(tunAddress)}/${prefixLength}`, dns: cfg.dnsListen, netns: cfg.netns, mtu: cfg.mtu }, 'tun interception started');
     return mode;
   }

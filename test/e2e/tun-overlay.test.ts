@@ -152,6 +152,10 @@ test('dig: intercepted, wildcard, forwarded and not-dialable names', { skip }, a
   assert.notEqual(w.stdout.trim(), a.stdout.trim());
   const f = await client.run(['dig', '+short', '@100.64.0.2', 'elsewhere.example']);
   assert.equal(f.stdout.trim(), '192.0.2.77', 'forwarded to the upstream');
+  const tcp = await client.run(['dig', '+short', '+tcp', '@100.64.0.2', 'web.ztedge.test']);
+  assert.equal(tcp.stdout.trim(), a.stdout.trim(), 'DNS over TCP to the in-stack address');
+  const tcpFwd = await client.run(['dig', '+short', '+tcp', '@100.64.0.2', 'elsewhere.example']);
+  assert.equal(tcpFwd.stdout.trim(), '192.0.2.77', 'forwarded over TCP');
   // No Dial policy: not intercepted, so it goes upstream like any other name.
   const s = await client.run(['dig', '+short', '@100.64.0.2', 'secret.ztedge.test']);
   assert.equal(s.stdout.trim(), '192.0.2.77');
