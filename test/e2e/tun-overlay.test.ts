@@ -38,6 +38,7 @@ let iperfPort: number;
 let http: Server;
 let httpPort: number;
 let upstream: DgramSocket;
+let udpEcho: DgramSocket;
 let mosquitto: ChildProcess | undefined;
 let mqttPort: number;
 
@@ -88,6 +89,9 @@ before(async () => {
     upstream.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers }), rinfo.port, rinfo.address);
   });
   await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', r));
+  udpEcho = createSocket('udp4');
+  udpEcho.on('message', (msg, rinfo) => udpEcho.send(Buffer.concat([Buffer.from('echo:'), msg]), rinfo.port, rinfo.address));
+  await new Promise<void>((r) => udpEcho.bind(0, '127.0.0.1', r));
   mqttPort = await freePort();
   mosquitto = spawn('mosquitto', ['-p', String(mqttPort)], { stdio: 'ignore' });
   iperfPort = await freePort();
@@ -111,10 +115,11 @@ before(async () => {
   await tunService('web', { protocols: ['tcp'], addresses: ['web.ztedge.test', '10.77.0.0/24'], portRanges: [{ low: 80, high: 80 }] }, { protocol: 'tcp', address: '127.0.0.1', port: httpPort });
   await tunService('mqtt', { protocols: ['tcp'], addresses: ['*.plant.test'], portRanges: [{ low: 1883, high: 1883 }] }, { protocol: 'tcp', address: '127.0.0.1', port: mqttPort });
   await tunService('iperf', { protocols: ['tcp'], addresses: ['iperf.ztedge.test'], portRanges: [{ low: 5201, high: 5201 }] }, { protocol: 'tcp', address: '127.0.0.1', port: iperfPort });
+  await tunService('udpecho', { protocols: ['udp'], addresses: ['echo.ztedge.test'], portRanges: [{ low: 7, high: 7 }] }, { protocol: 'udp', address: '127.0.0.1', port: udpEcho.address().port });
   const closed = await freePort();
   await tunService('closed', { protocols: ['tcp'], addresses: ['closed.ztedge.test'], portRanges: [{ low: 80, high: 80 }] }, { protocol: 'tcp', address: '127.0.0.1', port: closed });
   await tunService('secret', { protocols: ['tcp'], addresses: ['secret.ztedge.test'], portRanges: [{ low: 80, high: 80 }] }, { protocol: 'tcp', address: '127.0.0.1', port: httpPort }, false);
-  await o.waitLog('edge', (l) => l.msg === 'DNS intercepts updated' && Number(l.names) >= 4, 15_000);
+  await o.waitLog('edge', (l) => l.msg === 'DNS intercepts updated' && Number(l.names) >= 5, 15_000);
 });
 
 after(async () => {
@@ -126,6 +131,7 @@ after(async () => {
   iperf?.kill();
   http?.close();
   upstream?.close();
+  udpEcho?.close();
   await cleanupNetns();
 });
 
@@ -159,6 +165,23 @@ test('dig: intercepted, wildcard, forwarded and not-dialable names', { skip }, a
   // No Dial policy: not intercepted, so it goes upstream like any other name.
   const s = await client.run(['dig', '+short', '@100.64.0.2', 'secret.ztedge.test']);
   assert.equal(s.stdout.trim(), '192.0.2.77');
+});
+
+test('UDP: datagrams to a service name come back with their boundaries', { skip }, async () => {
+  const script = join(o.dir, 'udp.cjs');
+  writeFileSync(script, `
+const dgram = require('node:dgram'); const dns = require('node:dns');
+dns.lookup('echo.ztedge.test', 4, (err, ip) => {
+  if (err) { console.log('lookup failed', err.message); process.exit(1); }
+  const s = dgram.createSocket('udp4'); const got = [];
+  const timer = setTimeout(() => { console.log(JSON.stringify(got)); process.exit(1); }, 10000);
+  s.on('message', (m) => { got.push(m.toString()); if (got.length === 3) { clearTimeout(timer); console.log(JSON.stringify(got.sort())); process.exit(0); } });
+  for (const p of ['a', 'bb', 'x'.repeat(1200)]) s.send(p, 7, ip);
+});
+`);
+  const r = await client.run([process.execPath, script], { timeoutMs: 20_000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), ['echo:a', 'echo:bb', `echo:${'x'.repeat(1200)}`]);
 });
 
 test('mosquitto_pub/sub through a wildcard name', { skip }, async () => {
