@@ -251,7 +251,13 @@ export class TunIntercept implements DatagramEndpoint {
     const dnsPort = this.dnsAt.get(ip.dst);
     if (dnsPort === d.dstPort) return this.onDnsQuery(ip.src, d.srcPort, ip.dst, d.dstPort, d.payload);
     const byDevice = this.udpFlows.get(ip.src * 65536 + d.srcPort);
-    const existing = byDevice?.get(ip.dst * 65536 + d.dstPort);
+    let existing = byDevice?.get(ip.dst * 65536 + d.dstPort);
+    if (existing !== undefined && existing.idleEndedAtMs !== 0) {
+      // The flow idled out and waits for the far end's FIN (cut at the next sweep): its read side is
+      // over, so this datagram would be dropped. It starts a new flow instead, as UdpProxyPort does.
+      existing.destroy();
+      existing = undefined;
+    }
     if (existing !== undefined) return existing.receive(d.payload);
     const service = this.serviceFor('udp', ip.dst, d.dstPort);
     if (service === undefined) {
