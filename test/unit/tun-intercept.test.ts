@@ -277,3 +277,230 @@ test('tcp: maxTcpFlows is enforced (pending connections count), and slots free u
     rig.assertClean();
   });
 });
+
+// ---- UDP ------------------------------------------------------------------------------
+
+/** Far end of a UDP circuit: decodes the records into datagrams, sends datagrams back as records. */
+class UdpFar {
+  readonly datagrams: Buffer[] = [];
+  ended = false;
+  private readonly decoder = new RecordDecoder();
+
+  constructor(readonly stream: CircuitStream) {
+    stream.on('data', (chunk: Buffer) => this.decoder.push(chunk, this));
+    stream.on('end', () => { this.ended = true; });
+    stream.resume();
+  }
+
+  onRecord(payload: Buffer): void {
+    this.datagrams.push(Buffer.from(payload));
+  }
+
+  send(payload: Buffer): void {
+    this.stream.write(recordHeader(payload.length));
+    if (payload.length > 0) this.stream.write(payload);
+  }
+}
+
+test('udp: one flow per 4-tuple, datagrams both ways with their boundaries kept', async () => {
+  await withRig({}, async (rig) => {
+    const far: UdpFar[] = [];
+    // Accepted a little later, as a real dial is: what the device sent meanwhile waits in the circuit.
+    rig.dialer.policy = (dial) => setTimeout(() => dial.accept((s) => far.push(new UdpFar(s))), 5);
+    const sizes = [0, 1, 1400, 300, 1472];
+    for (const n of sizes) rig.device.sendUdp(5000, SVC_IP, 9000, patternBytes(n, n + 1));
+    rig.device.sendUdp(5001, SVC_IP, 9000, Buffer.from('other port'));
+    rig.device.sendUdp(5000, SVC_IP, 9001, Buffer.from('other service port'));
+    await waitFor(() => far.length === 3 && far[0]!.datagrams.length === sizes.length && far[1]!.datagrams.length === 1 && far[2]!.datagrams.length === 1,
+      'three flows and their datagrams');
+    assert.deepEqual(rig.dials.map((d) => d.req), [
+      { service: 'sensor', identity: 'router-1', protocol: 'udp', dstAddress: '10.20.0.7', dstPort: 9000 },
+      { service: 'sensor', identity: 'router-1', protocol: 'udp', dstAddress: '10.20.0.7', dstPort: 9000 },
+      { service: 'sensor', identity: 'router-1', protocol: 'udp', dstAddress: '10.20.0.7', dstPort: 9001 },
+    ]);
+    assert.deepEqual(far[0]!.datagrams, sizes.map((n) => patternBytes(n, n + 1)), 'in order, each datagram whole');
+    assert.equal(far[1]!.datagrams[0]!.toString(), 'other port');
+    assert.equal(far[2]!.datagrams[0]!.toString(), 'other service port');
+    assert.equal(rig.shell.udpFlowCount, 3);
+    assert.equal(rig.shell.counters.udpFlowsOpened, 3);
+
+    const back = [patternBytes(1200, 9), Buffer.alloc(0), Buffer.from('ok')];
+    for (const b of back) far[0]!.send(b);
+    far[2]!.send(Buffer.from('from 9001'));
+    await waitFor(() => rig.device.datagramsTo(5000).length === 4, 'the replies');
+    const got = rig.device.datagramsTo(5000);
+    assert.deepEqual(got.filter((d) => d.srcPort === 9000).map((d) => d.payload), back, 'replies keep their boundaries');
+    for (const d of got) {
+      assert.equal(d.src, SVC_IP, 'replies come from the address the device sent to');
+      assert.equal(d.dst, DEVICE_IP);
+    }
+    assert.equal(got.find((d) => d.srcPort === 9001)?.payload.toString(), 'from 9001');
+    assert.deepEqual(rig.device.datagramsTo(5001), [], 'no cross-talk between flows');
+    rig.assertClean();
+  });
+});
+
+test('udp: a refused flow is a tombstone: datagrams dropped and counted, no dial per datagram, until it expires', async () => {
+  await withRig({ udpIdleMs: 300 }, async (rig) => {
+    rig.dialer.policy = (dial) => dial.refuse(CircuitError.DENIED, 'not for you');
+    for (let i = 0; i < 5; i++) rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from(`datagram ${i}`));
+    await waitFor(() => rig.shell.udpCounters.refusedDrops === 4, 'four dropped on the tombstone', 3000, () => JSON.stringify(rig.shell.udpCounters));
+    assert.equal(rig.dials.length, 1, 'one dial for five datagrams');
+    assert.equal(rig.shell.udpFlowCount, 1, 'the tombstone holds the 4-tuple');
+    // The tombstone lasts min(idle, 5 s): then the device may try again.
+    await waitFor(() => rig.shell.udpFlowCount === 0, 'the tombstone expired', 3000);
+    rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from('again'));
+    await waitFor(() => rig.dials.length === 2, 'a new dial after the tombstone');
+    rig.assertClean();
+  });
+});
+
+test('udp: maxUdpFlows is enforced; an idle flow ends (FIN to the far end) and frees its slot', async () => {
+  await withRig({ maxUdpFlows: 2, udpIdleMs: 120 }, async (rig) => {
+    const far: UdpFar[] = [];
+    rig.dialer.policy = (dial) => dial.accept((s) => far.push(new UdpFar(s)));
+    rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from('a'));
+    rig.device.sendUdp(5001, SVC_IP, 9000, Buffer.from('b'));
+    rig.device.sendUdp(5002, SVC_IP, 9000, Buffer.from('c'));
+    await waitFor(() => rig.shell.counters.udpFlowLimit === 1, 'the third flow refused by the limit');
+    assert.equal(rig.dials.length, 2);
+    assert.equal(rig.shell.udpFlowCount, 2);
+
+    await waitFor(() => far.length === 2 && far.every((f) => f.ended), 'both flows ended for idleness', 3000);
+    assert.equal(rig.shell.udpCounters.idleTimeouts, 2);
+    // The far ends never answer the FIN: the sweeper cuts them one tick later.
+    await waitFor(() => rig.shell.udpFlowCount === 0, 'slots freed');
+    rig.device.sendUdp(5002, SVC_IP, 9000, Buffer.from('c again'));
+    await waitFor(() => far.length === 3 && far[2]!.datagrams.length === 1, 'a new flow in a freed slot');
+    assert.equal(far[2]!.datagrams[0]!.toString(), 'c again');
+    rig.assertClean();
+  });
+});
+
+test('udp: a datagram to a port or address nothing intercepts gets ICMP port unreachable from the TUN address', async () => {
+  await withRig({}, async (rig) => {
+    rig.device.sendUdp(5000, SVC_IP, 9999, Buffer.from('nobody home'));
+    rig.device.sendUdp(5001, OUTSIDE_IP, 9000, Buffer.from('nobody here either'));
+    await waitFor(() => rig.device.icmp.length === 2, 'two ICMP errors');
+    const ports = [9999, 9000];
+    const dsts = [SVC_IP, OUTSIDE_IP];
+    rig.device.icmp.forEach(({ ip, msg }, i) => {
+      assert.equal(msg.type, 3, 'destination unreachable');
+      assert.equal(msg.code, 3, 'port unreachable');
+      assert.equal(ip.src, TUN_IP);
+      assert.equal(ip.dst, DEVICE_IP);
+      // The quote: the original IP header and the first 8 bytes of its UDP header (RFC 792).
+      const q = msg.body;
+      assert.equal(q.length, 28);
+      assert.equal(q[9], IpProtocol.UDP);
+      assert.equal(q.readUInt32BE(16), dsts[i]);
+      assert.equal(q.readUInt16BE(20), 5000 + i);
+      assert.equal(q.readUInt16BE(22), ports[i]);
+    });
+    assert.equal(rig.shell.counters.udpNoService, 2);
+    assert.equal(rig.dials.length, 0);
+    rig.assertClean();
+  });
+});
+
+// ---- DNS in the stack ---------------------------------------------------------------
+
+test('dns: a UDP query to the in-stack address gets a pool address for an intercepted name, REFUSED for others', async () => {
+  await withRig({}, async (rig) => {
+    const db = await resolve(rig, 'db.plant.internal', 6000);
+    assert.equal(db.rcode, 'NOERROR');
+    assert.equal(db.addresses.length, 1);
+    const ip = parseIpv4Address(db.addresses[0]!)!;
+    assert.ok(rig.dns.inPool(ip) && ip !== TUN_IP && ip !== DNS_IP, `${db.addresses[0]} is a pool address, not a reserved one`);
+    assert.equal(rig.dns.nameOf(ip), 'db.plant.internal');
+    const again = await resolve(rig, 'DB.plant.internal', 6001);
+    assert.deepEqual(again.addresses, db.addresses, 'stable while in use, case-insensitive');
+    const wild = await resolve(rig, 'a.b.plc.internal', 6002);
+    assert.equal(wild.rcode, 'NOERROR');
+    assert.notDeepEqual(wild.addresses, db.addresses);
+    const other = await resolve(rig, 'example.com', 6003);
+    assert.equal(other.rcode, 'REFUSED', 'no upstream: REFUSED');
+    assert.deepEqual(other.addresses, []);
+    assert.equal(rig.shell.counters.dnsQueries, 4);
+    assert.equal(rig.dials.length, 0);
+    rig.assertClean();
+  });
+});
+
+test('dns: DNS over TCP to the in-stack address (RFC 7766): length-prefixed queries answered, then a normal close', async () => {
+  await withRig({}, async (rig) => {
+    const udp = await resolve(rig, 'web.plant.internal', 6000);
+    const d = rig.device.connect(DNS_IP, 53);
+    const framed = (id: number, name: string): Buffer => {
+      const q = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: 'A', class: 'IN' }] });
+      const prefix = Buffer.alloc(2);
+      prefix.writeUInt16BE(q.length);
+      return Buffer.concat([prefix, q]);
+    };
+    // Two queries in one write, the second cut across two writes.
+    const second = framed(2, 'nothing.example');
+    d.send(Buffer.concat([framed(1, 'web.plant.internal'), second.subarray(0, 5)]));
+    d.send(second.subarray(5));
+    const replies: dnsPacket.Packet[] = [];
+    await waitFor(() => {
+      replies.length = 0;
+      let b = d.data;
+      while (b.length >= 2 && b.length >= 2 + b.readUInt16BE(0)) {
+        replies.push(dnsPacket.decode(b.subarray(2, 2 + b.readUInt16BE(0))));
+        b = b.subarray(2 + b.readUInt16BE(0));
+      }
+      return replies.length === 2;
+    }, 'two answers over TCP');
+    const byId = new Map(replies.map((r) => [r.id, r]));
+    assert.deepEqual(byId.get(1)!.answers!.map((a) => a.data), udp.addresses, 'the same address as over UDP');
+    assert.equal(byId.get(2)!.rcode, 'REFUSED');
+    d.end();
+    await closedNormally(d, 'DNS over TCP');
+    assert.equal(rig.shell.counters.dnsTcpConnections, 1);
+    assert.equal(rig.dials.length, 0, 'DNS over TCP ends in the stack, no circuit');
+    rig.assertClean();
+  });
+});
+
+// ---- ICMP ------------------------------------------------------------------------------
+
+test('icmp: echo to an intercepted address (IP, CIDR, pool, DNS) is answered; to others, or not an echo, ignored and counted', async () => {
+  await withRig({}, async (rig) => {
+    const pool = parseIpv4Address((await resolve(rig, 'db.plant.internal', 6000)).addresses[0]!)!;
+    const data = patternBytes(56, 8);
+    rig.device.sendEcho(OUTSIDE_IP, 7, 1, data);
+    rig.device.sendEcho(SVC_IP, 7, 2, data, 13); // timestamp request: not an echo
+    const targets = [SVC_IP, CIDR_IP, pool, DNS_IP];
+    targets.forEach((dst, i) => rig.device.sendEcho(dst, 7, 10 + i, data));
+    await waitFor(() => rig.device.icmp.length === targets.length, 'the echo replies');
+    await sleep(10);
+    assert.equal(rig.device.icmp.length, targets.length, 'nothing else answered');
+    rig.device.icmp.forEach(({ ip, msg }, i) => {
+      assert.equal(msg.type, 0, 'echo reply');
+      assert.equal(ip.src, targets[i], `the reply comes from ${ipv4ToString(targets[i]!)}`);
+      assert.equal(ip.dst, DEVICE_IP);
+      assert.equal(msg.id, 7);
+      assert.equal(msg.sequence, 10 + i);
+      assert.ok(msg.body.equals(data), 'the data is echoed');
+    });
+    assert.equal(rig.shell.counters.icmpEchoReplies, targets.length);
+    assert.equal(rig.shell.counters.icmpIgnored, 2);
+    rig.assertClean();
+  });
+});
+
+test('udp: a datagram arriving after the idle end (FIN sent, flow not yet cut) starts a new flow instead of being lost', async () => {
+  await withRig({ udpIdleMs: 120 }, async (rig) => {
+    const far: UdpFar[] = [];
+    rig.dialer.policy = (dial) => dial.accept((s) => far.push(new UdpFar(s)));
+    rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from('first'));
+    await waitFor(() => far.length === 1 && far[0]!.ended, 'the idle end');
+    // The sweeper cuts the flow one tick (30 ms here) after its FIN; this datagram comes before.
+    rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from('second'));
+    await waitFor(() => far.length === 2 && far[1]!.datagrams.length === 1, 'a new flow for the datagram', 1000,
+      () => JSON.stringify(rig.shell.udpCounters));
+    assert.equal(far[1]!.datagrams[0]!.toString(), 'second');
+    assert.equal(rig.shell.udpCounters.closingDrops, 0);
+    rig.assertClean();
+  });
+});
