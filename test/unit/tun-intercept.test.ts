@@ -23,7 +23,7 @@ import fc from 'fast-check';
 import { CircuitEnd, CircuitError } from '../../src/router/mux.js';
 import { RecordDecoder, recordHeader } from '../../src/router/datagram.js';
 import { TcpFlags, TcpState } from '../../src/stack/tcp/index.js';
-import { IpProtocol, VNET_HDR_BYTES, internetChecksum, ipv4PseudoSum, ipv4ToString, parseIpv4Address } from '../../src/wire/index.js';
+import { IpProtocol, VNET_HDR_BYTES, internetChecksum, ipv4PseudoSum, ipv4ToString, parseIpv4Address, refreshIpv4Checksum } from '../../src/wire/index.js';
 import type { CircuitStream } from '../../src/router/mux.js';
 import {
   CIDR_IP, DEVICE_IP, DNS_IP, OUTSIDE_IP, Rig, SVC_IP, Sink, TUN_IP,
@@ -53,6 +53,18 @@ async function closedNormally(d: DeviceConn, what: string): Promise<void> {
   await waitFor(() => d.closeReason !== undefined, `${what}: close`, 5000, () => stateOf(d));
   assert.equal(d.closeReason, 'normal', `${what}: closed normally`);
   assert.equal(d.ended, true, `${what}: the device saw FIN`);
+}
+
+/** The device uploads `bytes` to an echoing far end and then ends: everything must come back byte for byte, then a normal close. */
+async function echoExchange(rig: Rig, bytes: number, seed: number, what: string, timeoutMs: number): Promise<void> {
+  rig.device.trace = false;
+  rig.dialer.policy = (dial) => dial.accept(echo);
+  const data = patternBytes(bytes, seed);
+  const d = rig.device.connect(SVC_IP, 80);
+  upload(d, data, true);
+  await waitFor(() => d.receivedBytes >= data.length, `${what}: the echo of ${bytes} bytes`, timeoutMs, () => `${d.receivedBytes} bytes back`);
+  assert.ok(d.data.equals(data), `${what}: the echo is byte-exact`);
+  await closedNormally(d, what);
 }
 
 // ---- TCP ------------------------------------------------------------------------------
@@ -163,14 +175,7 @@ test('tcp: the dial carries the original destination: the hostname behind a pool
 
 test('tcp: 4 MB echoed byte for byte both ways, then a normal close', async () => {
   await withRig({}, async (rig) => {
-    rig.device.trace = false;
-    rig.dialer.policy = (dial) => dial.accept(echo);
-    const data = patternBytes(4 * 1024 * 1024, 11);
-    const d = rig.device.connect(SVC_IP, 80);
-    upload(d, data, true);
-    await waitFor(() => d.receivedBytes >= data.length, 'the echo of 4 MB', 10_000, () => `${d.receivedBytes} bytes back`);
-    assert.ok(d.data.equals(data), 'the echo is byte-exact');
-    await closedNormally(d, '4 MB echo');
+    await echoExchange(rig, 4 * 1024 * 1024, 11, 'plain echo', 10_000);
     assert.equal(rig.shell.tcp.counters.retransmits, 0, 'a lossless link needs no retransmission');
     rig.assertClean();
   });
@@ -503,4 +508,198 @@ test('udp: a datagram arriving after the idle end (FIN sent, flow not yet cut) s
     assert.equal(rig.shell.udpCounters.closingDrops, 0);
     rig.assertClean();
   });
+});
+
+// ---- malformed input ----------------------------------------------------------------
+
+/** Recomputes the TCP or UDP checksum of a (possibly edited) IPv4 packet, when its headers allow. */
+function fixTransportChecksum(pkt: Buffer): Buffer {
+  if (pkt.length < 20) return pkt;
+  const ihl = (pkt[0]! & 0x0f) * 4;
+  const total = Math.min(pkt.readUInt16BE(2), pkt.length);
+  const protocol = pkt[9]!;
+  const at = protocol === IpProtocol.TCP ? 16 : protocol === IpProtocol.UDP ? 6 : -1;
+  const len = total - ihl;
+  if (at < 0 || ihl < 20 || len < at + 2) return pkt;
+  pkt.writeUInt16BE(0, ihl + at);
+  pkt.writeUInt16BE(internetChecksum(pkt, ihl, len, ipv4PseudoSum(pkt.readUInt32BE(12), pkt.readUInt32BE(16), protocol, len)), ihl + at);
+  return pkt;
+}
+
+/** Recomputes the IPv4 header checksum, when the header fits the buffer. */
+function fixIpChecksum(pkt: Buffer): Buffer {
+  if (pkt.length >= 20 && pkt[0]! >>> 4 === 4 && (pkt[0]! & 0x0f) >= 5 && (pkt[0]! & 0x0f) * 4 <= pkt.length) refreshIpv4Checksum(pkt, 0);
+  return pkt;
+}
+
+const dnsQuery = dnsPacket.encode({ type: 'query', id: 5, questions: [{ name: 'db.plant.internal', type: 'A', class: 'IN' }] });
+
+/** Well-formed packets of every kind the shell handles, as seeds for mutation. */
+const VALID: readonly Buffer[] = [
+  tcpPacket(SVC_IP, { dstPort: 80 }),
+  tcpPacket(CIDR_IP, { dstPort: 22, options: { mss: 1460, windowScale: 7, sackPermitted: true, timestamps: [1, 0] } }),
+  tcpPacket(SVC_IP, { dstPort: 80, flags: ACK | PSH, seq: 5, ack: 9, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') }),
+  tcpPacket(SVC_IP, { dstPort: 80, flags: FIN | ACK }),
+  tcpPacket(DNS_IP, { dstPort: 53 }),
+  udpPacket(SVC_IP, 9000, Buffer.from('reading=21.5')),
+  udpPacket(DNS_IP, 53, dnsQuery),
+  udpPacket(OUTSIDE_IP, 1234, Buffer.from('x')),
+  icmpPacket(DEVICE_IP, SVC_IP, 8, 1, 1, Buffer.from('ping')),
+];
+
+test('malformed: each kind of bad packet is counted by its reason, never thrown', async () => {
+  await withRig({}, async (rig) => {
+    const inject = (p: Buffer): void => rig.shellTun.inject(p);
+    const syn = (): Buffer => tcpPacket(SVC_IP, { dstPort: 80 });
+    inject(syn().subarray(0, 12)); // truncated IP header
+    inject(syn().subarray(0, 30)); // Total Length past the buffer
+    const badIpSum = syn();
+    badIpSum[10]! ^= 0xff;
+    inject(badIpSum);
+    const badTcpSum = tcpPacket(SVC_IP, { dstPort: 80, flags: ACK, payload: Buffer.from('data') });
+    badTcpSum[badTcpSum.length - 1]! ^= 1;
+    inject(badTcpSum);
+    const fragment = syn();
+    fragment.writeUInt16BE(0x2000, 6); // MF
+    inject(fixIpChecksum(fragment));
+    const laterFragment = syn();
+    laterFragment.writeUInt16BE(0x0010, 6); // offset 128
+    inject(fixIpChecksum(laterFragment));
+    const badOptions = tcpPacket(SVC_IP, { dstPort: 80, options: { mss: 1460 } });
+    badOptions[41] = 1; // MSS option length 1 (RFC 9293 §3.2 MUST-7: must not crash)
+    inject(fixTransportChecksum(badOptions));
+    const badIhl = syn();
+    badIhl[0] = 0x44;
+    inject(badIhl);
+    const badUdpLength = udpPacket(SVC_IP, 9000, Buffer.from('abc'));
+    badUdpLength.writeUInt16BE(200, 24);
+    inject(badUdpLength);
+    const shortIcmp = icmpPacket(DEVICE_IP, SVC_IP, 8, 1, 1, Buffer.alloc(0)).subarray(0, 24);
+    shortIcmp.writeUInt16BE(24, 2);
+    inject(fixIpChecksum(shortIcmp));
+    const ipv6 = Buffer.alloc(60);
+    ipv6[0] = 0x60;
+    ipv6[6] = IpProtocol.TCP;
+    ipv6.writeUInt16BE(20, 4);
+    inject(ipv6);
+    inject(Buffer.alloc(0));
+    const gre = udpPacket(SVC_IP, 9000, Buffer.from('tunnel'));
+    gre[9] = 47;
+    inject(fixIpChecksum(gre));
+
+    assert.deepEqual(rig.shell.counters.wireDrops, {
+      'short': 2, 'bad-total-length': 1, 'bad-checksum': 2, 'fragment': 2, 'bad-options': 1, 'bad-header-length': 1, 'bad-length': 1,
+    });
+    assert.equal(rig.shell.counters.notIpv4, 2, 'IPv6 and an empty read');
+    assert.equal(rig.shell.counters.otherProtocol, 1);
+    assert.equal(rig.shell.counters.packetsIn, 13);
+    assert.equal(classified(rig), 13, 'every packet counted exactly once');
+    assert.equal(rig.shell.tcp.counters.segmentsIn, 0, 'nothing malformed reached TCP');
+    assert.equal(rig.dials.length, 0);
+    await sleep(10);
+    assert.equal(rig.device.segments.length + rig.device.datagrams.length + rig.device.icmp.length, 0, 'no answer to garbage');
+  });
+});
+
+/** Random bytes, or a valid packet with a few bytes overwritten, maybe cut short, with checksums maybe made right again. */
+const anyPacket = fc.oneof(
+  fc.uint8Array({ maxLength: 160 }).map((b) => Buffer.from(b)),
+  fc.record({
+    base: fc.constantFrom(...VALID),
+    edits: fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 4 }),
+    cut: fc.option(fc.nat(), { nil: undefined }),
+    fix: fc.constantFrom(0, 1, 2),
+  }).map(({ base, edits, cut, fix }) => {
+    let p = Buffer.from(base);
+    for (const [at, v] of edits) p[at % p.length] = v;
+    if (cut !== undefined) p = p.subarray(0, cut % (p.length + 1));
+    if (fix === 2) fixTransportChecksum(p);
+    if (fix >= 1) fixIpChecksum(p);
+    return p;
+  }),
+);
+
+/** One packet in: no throw, and exactly one counter of the shell moved. */
+function feedCounted(rig: Rig, inject: () => void): void {
+  const seen = rig.shell.counters.packetsIn;
+  const counted = classified(rig);
+  inject();
+  assert.equal(rig.shell.counters.packetsIn, seen + 1);
+  assert.equal(classified(rig), counted + 1, 'the packet was counted once, by what happened to it');
+}
+
+test('malformed (property): random and mutated packets never throw, each is counted once, and what the shell answers is well-formed', async () => {
+  await withRig({}, async (rig) => {
+    rig.dialer.policy = (dial) => dial.refuse(CircuitError.DENIED, 'fuzz');
+    fc.assert(fc.property(anyPacket, (p) => feedCounted(rig, () => rig.shellTun.inject(p))), { numRuns: 3000, seed: 0x7e57 });
+    assert.ok(Object.keys(rig.shell.counters.wireDrops).length >= 5, 'the mutations reached many drop reasons');
+    assert.ok(rig.shell.tcp.counters.segmentsIn > 0 && rig.shell.counters.udpFlowsOpened > 0 && rig.shell.counters.icmpEchoReplies > 0,
+      'and valid packets of each kind got through');
+    await sleep(30);
+    rig.assertClean();
+  });
+});
+
+test('malformed (property): with a virtio_net_hdr, random headers in front of random and mutated packets never throw', async () => {
+  await withRig({ vnet: true }, async (rig) => {
+    rig.dialer.policy = (dial) => dial.refuse(CircuitError.DENIED, 'fuzz');
+    const header = fc.uint8Array({ minLength: VNET_HDR_BYTES, maxLength: VNET_HDR_BYTES });
+    fc.assert(fc.property(header, anyPacket, fc.boolean(), (h, p, partial) => {
+      const raw = Buffer.concat([Buffer.from(h), p]);
+      if (partial) raw[0] = 1; // NEEDS_CSUM: the shell skips checksums, so more garbage reaches TCP and UDP
+      feedCounted(rig, () => rig.shellTun.injectRaw(raw));
+    }), { numRuns: 2000, seed: 0x7e58 });
+    feedCounted(rig, () => rig.shellTun.injectRaw(Buffer.alloc(VNET_HDR_BYTES - 1)));
+    assert.ok((rig.shell.counters.wireDrops.short ?? 0) >= 1, 'a read shorter than the vnet header is short');
+    await sleep(30);
+    rig.assertClean();
+  });
+});
+
+// ---- virtio_net_hdr and TSO ------------------------------------------------------------
+
+test('vnet: with a 10-byte virtio_net_hdr both ways, TSO super-segments go out and come in; 4 MB echoed byte for byte', async () => {
+  await withRig({ vnet: true }, async (rig) => {
+    await echoExchange(rig, 4 * 1024 * 1024, 21, 'vnet echo', 10_000);
+    // Out: the shell wrote super-segments (gso_size = MSS) that the device cut as the kernel would, checksums and all.
+    assert.ok(rig.device.superSegmentsIn > 0, 'the shell sent TSO super-segments');
+    assert.ok(rig.device.partialChecksumsIn > 0, 'and single segments with NEEDS_CSUM');
+    // In: the device's own super-segments were taken whole by the shell's TCP.
+    assert.ok(rig.device.superSegmentsOut > 0, 'the device sent super-segments');
+    rig.assertClean();
+  });
+});
+
+test('vnet: UDP, in-stack DNS and ICMP carry a plain virtio_net_hdr both ways', async () => {
+  await withRig({ vnet: true }, async (rig) => {
+    const far: UdpFar[] = [];
+    rig.dialer.policy = (dial) => dial.accept((s) => far.push(new UdpFar(s)));
+    const db = await resolve(rig, 'db.plant.internal', 6000);
+    assert.equal(db.addresses.length, 1);
+    rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from('over vnet'));
+    await waitFor(() => far.length === 1 && far[0]!.datagrams.length === 1, 'the datagram');
+    far[0]!.send(Buffer.from('back over vnet'));
+    rig.device.sendEcho(SVC_IP, 3, 4, Buffer.from('ping'));
+    await waitFor(() => rig.device.datagramsTo(5000).length === 1 && rig.device.icmp.length === 1, 'the reply and the echo reply');
+    assert.equal(rig.device.datagramsTo(5000)[0]!.payload.toString(), 'back over vnet');
+    assert.equal(rig.device.icmp[0]!.msg.type, 0);
+    rig.assertClean();
+  });
+});
+
+// ---- a lossy link ----------------------------------------------------------------------
+
+test('lossy link: 2 % loss and reordering each way, 2 MB echoed byte for byte', async () => {
+  await withRig({ link: { lossRate: 0.02, reorderRate: 0.02, seed: 7 } }, async (rig) => {
+    await echoExchange(rig, 2 * 1024 * 1024, 31, 'lossy echo', 12_000);
+    assert.ok(rig.shellTun.inner.lost > 0 && rig.deviceTun.lost > 0, 'packets were lost both ways');
+    assert.ok(rig.shellTun.inner.reordered + rig.deviceTun.reordered > 0, 'packets were reordered');
+    assert.ok(rig.shell.tcp.counters.retransmits > 0 && rig.device.table.counters.retransmits > 0, 'both ends retransmitted');
+    rig.assertClean();
+  });
+});
+
+test('no timers or immediates left behind', async () => {
+  await sleep(20);
+  assert.deepEqual(process.getActiveResourcesInfo().filter((r) => /Immediate|Timeout/.test(r)), []);
 });
