@@ -103,8 +103,6 @@ export class TunIntercept implements DatagramEndpoint {
   private readonly log: Logger;
   /** The packet being handled (for ICMP errors that quote it). */
   private current: Buffer = Buffer.alloc(0);
-  /** Set while inside onSyn: a dial answered synchronously leaves its verdict here. */
-  private synVerdict: TcpSynVerdict | undefined = undefined;
 
   constructor(private readonly opts: TunInterceptOptions) {
     this.log = opts.log.child({ subsys: 'tun', dev: opts.device.name });
@@ -210,21 +208,19 @@ export class TunIntercept implements DatagramEndpoint {
     conn.setHandler(flow);
     conn.user = flow;
     const req: DialRequest = { service, identity: this.opts.identity, dstAddress: this.destinationOf(dst), dstPort: port };
-    this.synVerdict = undefined;
-    let inSyn = true;
+    // The answer is applied to the connection at once, even when the dialer answers from inside this call:
+    // a far end may write or end as soon as it is accepted, and against a PENDING connection an end()
+    // would refuse it and a write would wait for a wake-up that never comes.
     this.opts.dial(flow, req, (err) => {
       if (err !== undefined) {
         this.counters.tcpDialRefused++;
         this.log.debug({ service, code: err.code, reason: err.reason, dst: req.dstAddress, port }, 'tun: dial refused');
-        if (inSyn) this.synVerdict = 'refuse';
-        else conn.refuse(performance.now());
+        conn.refuse(performance.now());
         return;
       }
-      if (inSyn) this.synVerdict = 'accept';
-      else conn.accept(performance.now());
+      conn.accept(performance.now());
     });
-    inSyn = false;
-    return this.synVerdict ?? 'pending';
+    return 'pending';
   }
 
   private sendSegment(src: number, dst: number, seg: TcpSegmentOut): void {
@@ -495,7 +491,11 @@ class TcpFlow extends Duplex implements TcpHandler {
     this.pendingCallback = undefined;
     if (reason === 'normal') {
       cb?.();
-      this.destroy();
+      // Both FINs went through, but what the device sent last may still wait in the readable buffer for
+      // the circuit (its credit decides when it reads): destroying now would drop bytes the device saw
+      // acknowledged. Our FIN came from _final, so the writable side is finished; once the buffer is read
+      // and 'end' is emitted, autoDestroy closes the stream.
+      if (this.readableEnded) this.destroy();
       return;
     }
     const err = new CircuitEnd(CircuitError.RESET_BY_PEER, `device connection ended: ${reason}`);
