@@ -205,6 +205,114 @@ test('tcp: half-close: the device sends FIN, the far end keeps sending, then end
   });
 });
 
+test('tcp: the far end ends first; what the device sends before its FIN waits in the flow until read, not dropped at the close', async () => {
+  await withRig({}, async (rig) => {
+    let far: Sink | undefined;
+    // Accepted later, as over a link; the far end has nothing to say and reads only when the test lets it.
+    rig.dialer.policy = (dial) => setTimeout(() => dial.accept((s) => { far = new Sink(s, false); s.end(); }), 1);
+    const up = patternBytes(200_000, 6);
+    const d = rig.device.connect(SVC_IP, 80);
+    await waitFor(() => d.ended, 'the far end FIN at the device');
+    upload(d, up, true);
+    await closedNormally(d, 'far end first');
+    assert.equal(far!.bytes, 0, 'the far end has read nothing yet');
+    assert.equal(far!.stream.destroyed, false, 'the flow outlives the TCP connection while it holds unread bytes');
+    far!.resume();
+    await waitFor(() => far!.ended, 'the end of the stream at the far end');
+    assert.ok(far!.data.equals(up), 'every byte the device saw acknowledged reached the far end');
+    await waitFor(() => far!.stream.destroyed, 'the flow closed once read');
+    rig.assertClean();
+  });
+});
+
+test('tcp: a far end accepted from inside the dial may speak first and end at once (a banner, then FIN)', async () => {
+  await withRig({}, async (rig) => {
+    rig.dialer.policy = (dial) => dial.accept((s) => { s.resume(); s.end('220 ztedge ESMTP\r\n'); });
+    const d = rig.device.connect(SVC_IP, 80);
+    await waitFor(() => d.ended, 'the FIN after the banner');
+    assert.equal(d.opened, true, 'the handshake completed (no RST)');
+    assert.equal(d.data.toString(), '220 ztedge ESMTP\r\n');
+    d.end();
+    await closedNormally(d, 'banner');
+    rig.assertClean();
+  });
+});
+
+test('tcp: a device that stops reading holds the far end writes back (write() false, then drain), with nothing lost', async () => {
+  await withRig({}, async (rig) => {
+    let far: CircuitStream | undefined;
+    rig.dialer.policy = (dial) => dial.accept((s) => { far = s; s.resume(); });
+    const d = rig.device.connect(SVC_IP, 80);
+    d.autoConsume = false;
+    await waitFor(() => far !== undefined && d.opened, 'the connection');
+    const down = patternBytes(1024 * 1024, 7);
+    let blocked = 0;
+    let offset = 0;
+    const pump = (): void => {
+      while (offset < down.length) {
+        const piece = down.subarray(offset, offset + 32 * 1024);
+        offset += piece.length;
+        if (!far!.write(piece)) {
+          blocked++;
+          far!.once('drain', pump);
+          return;
+        }
+      }
+      far!.end();
+    };
+    pump();
+    const shellConn = rig.shellConn(d)!;
+    await waitFor(() => shellConn.sndWnd === 0 && d.receivedBytes > 0, 'the device window closed', 5000, () => `sndWnd ${shellConn.sndWnd}`);
+    await sleep(100);
+    assert.ok(blocked > 0, 'the far end was told to wait');
+    assert.ok(offset < down.length, 'and it did: it has not written everything');
+    assert.ok(far!.writableLength <= 64 * 1024, `the flow buffers little (${far!.writableLength} bytes)`);
+    assert.ok(shellConn.queuedBytes <= rig.shell.tcp.config.sendBufferBytes);
+    d.autoConsume = true;
+    d.consumeAll();
+    await waitFor(() => d.ended, 'the rest after the device read again', 10_000, () => `${d.receivedBytes} bytes`);
+    assert.ok(d.data.equals(down), 'byte-exact');
+    d.end();
+    await closedNormally(d, 'device backpressure');
+    rig.assertClean();
+  });
+});
+
+test('tcp: a dial not answered within pendingTimeoutMs is refused (RST), and a late answer changes nothing', async () => {
+  await withRig({ shellTcp: { pendingTimeoutMs: 60 } }, async (rig) => {
+    const d = rig.device.connect(SVC_IP, 80);
+    await waitFor(() => d.closeReason !== undefined, 'the refusal after the pending timeout');
+    assert.equal(d.closeReason, 'reset');
+    const dial = rig.dialer.last();
+    await waitFor(() => dial.stream.destroyed, 'the captured stream ended');
+    dial.accept(echo); // the far end answers too late
+    await sleep(20);
+    assert.equal(rig.shell.tcp.size, 0);
+    assert.equal(rig.device.segmentsTo(d.conn.localPort).length, 1, 'only the RST went to the device');
+    rig.assertClean();
+  });
+});
+
+test('tcp and udp: stop() resets every TCP flow and ends every UDP flow', async () => {
+  const rig = new Rig();
+  try {
+    const farUdp: UdpFar[] = [];
+    rig.dialer.policy = (dial) => dial.accept((s) => { if (dial.req.protocol === 'udp') farUdp.push(new UdpFar(s)); else echo(s); });
+    const d = rig.device.connect(SVC_IP, 80);
+    d.send(Buffer.from('x'));
+    rig.device.sendUdp(5000, SVC_IP, 9000, Buffer.from('y'));
+    await waitFor(() => d.receivedBytes === 1 && farUdp.length === 1 && farUdp[0]!.datagrams.length === 1, 'both flows up');
+    rig.shell.stop();
+    await waitFor(() => d.closeReason !== undefined, 'the RST');
+    assert.equal(d.closeReason, 'reset');
+    assert.ok(rig.dials.every((x) => x.stream.destroyed), 'every captured stream ended');
+    assert.equal(rig.shell.tcp.size, 0);
+    assert.equal(rig.shell.udpFlowCount, 0);
+  } finally {
+    rig.close();
+  }
+});
+
 test('tcp: a far end that stops reading closes the device window with nothing lost; reading again resumes', async () => {
   await withRig({}, async (rig) => {
     let far: Sink | undefined;
