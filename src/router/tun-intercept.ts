@@ -461,6 +461,13 @@ class TcpFlow extends Duplex implements TcpHandler {
   }
 
   onData(conn: TcpConnection, data: Buffer): void {
+    if (this.destroyed) {
+      // The circuit is gone (its link closed): nobody will read these bytes, and holding them would only
+      // shut the window on a device that waits forever. Data for a closed end is answered with RST
+      // (RFC 1122 §4.2.2.13).
+      conn.abort(performance.now());
+      return;
+    }
     // `data` views a packet the TUN shell owns (one buffer per read), so it can be kept without a copy.
     if (this.push(data)) conn.consume(performance.now(), data.length);
     else this.held += data.length;
@@ -534,6 +541,17 @@ class TcpFlow extends Duplex implements TcpHandler {
 
   /** Circuits call it on their sockets; segments already go out at once (no Nagle). */
   setNoDelay(): this {
+    return this;
+  }
+
+  /**
+   * As on a net.Socket: the circuit was cut short (LinkMux.drop calls it when
+   * the far router reset the circuit), so the device gets RST rather than a
+   * FIN that would pass for the end of a complete transfer.
+   */
+  resetAndDestroy(): this {
+    if (!this.tcpClosed) this.conn.abort(performance.now());
+    if (!this.destroyed) this.destroy();
     return this;
   }
 }
