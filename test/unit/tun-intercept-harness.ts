@@ -175,10 +175,23 @@ export class Dial {
     if (attach !== undefined) attach(this.stream);
   }
 
+  /** The far end said no: as LinkMux does on DIAL_FAIL, the stream is destroyed, then the dialer told. */
   refuse(code: number, reason: string): void {
     assert.equal(this.settled, false, 'dial settled twice');
     this.settled = true;
+    this.stream.destroy();
     this.onResult({ code, reason });
+  }
+
+  /**
+   * The circuit was cut short (a RESET from the peer): as LinkMux.drop does,
+   * `resetAndDestroy()` when the stream has it (a TCP socket: the client must
+   * tell truncation from a complete transfer), else a plain destroy.
+   */
+  reset(): void {
+    const s = this.stream as CircuitStream & { resetAndDestroy?: () => unknown };
+    if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
+    else s.destroy();
   }
 }
 

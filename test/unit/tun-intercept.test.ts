@@ -370,6 +370,38 @@ test('tcp: a circuit destroyed with an error resets the device; a device reset e
   });
 });
 
+test('tcp: a circuit reset by the far router is RST to the device, never a FIN that passes for a complete transfer', async () => {
+  await withRig({}, async (rig) => {
+    let far: Sink | undefined;
+    rig.dialer.policy = (dial) => dial.accept((s) => { far = new Sink(s); s.write(patternBytes(50_000, 2)); });
+    const d = rig.device.connect(SVC_IP, 80);
+    d.send(Buffer.from('request'));
+    await waitFor(() => d.receivedBytes === 50_000 && far!.bytes === 7, 'a partial response');
+    rig.dials[0]!.reset();
+    await waitFor(() => d.closeReason !== undefined, 'the end of the device connection');
+    assert.equal(d.closeReason, 'reset', 'truncation shows as a reset');
+    assert.equal(d.ended, false, 'no FIN reached the device');
+    rig.assertClean();
+  });
+});
+
+test('tcp: device data arriving after the circuit went away (destroyed without an error) is answered with RST, not held forever', async () => {
+  await withRig({}, async (rig) => {
+    rig.dialer.policy = (dial) => dial.accept((s) => new Sink(s));
+    const d = rig.device.connect(SVC_IP, 80);
+    d.send(Buffer.from('first'));
+    await waitFor(() => rig.dials.length === 1 && rig.shell.tcp.counters.bytesDelivered === 5, 'the first bytes');
+    rig.dials[0]!.stream.destroy(); // as LinkMux does to every circuit of a link that closed
+    await waitFor(() => d.ended, 'the FIN of the gone circuit');
+    // The device keeps sending (a half-close from the far side): nobody can take these bytes any more.
+    upload(d, patternBytes(600_000, 12));
+    await waitFor(() => d.closeReason !== undefined, 'the end of the device connection', 5000, () => `${stateOf(d)}, sndWnd ${d.conn.sndWnd}`);
+    assert.equal(d.closeReason, 'reset');
+    await waitFor(() => rig.shell.tcp.size === 0, 'the connection released');
+    rig.assertClean();
+  });
+});
+
 test('tcp: maxTcpFlows is enforced (pending connections count), and slots free up', async () => {
   await withRig({ maxTcpFlows: 2 }, async (rig) => {
     const a = rig.device.connect(SVC_IP, 80);
