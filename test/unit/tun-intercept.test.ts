@@ -839,6 +839,17 @@ test('lossy link: 2 % loss and reordering each way, 2 MB echoed byte for byte', 
   });
 });
 
+test('lossy link with TSO: 2 % loss and reordering over a vnet link, 2 MB echoed byte for byte', async () => {
+  await withRig({ vnet: true, link: { lossRate: 0.02, reorderRate: 0.02, seed: 13 } }, async (rig) => {
+    await echoExchange(rig, 2 * 1024 * 1024, 41, 'lossy vnet echo', 12_000);
+    // Super-segments make few packets (about 500 each way): the loss is asserted over both directions.
+    assert.ok(rig.shellTun.inner.lost + rig.deviceTun.lost > 0, 'packets were lost');
+    assert.ok(rig.device.superSegmentsIn > 0 && rig.device.superSegmentsOut > 0, 'super-segments both ways');
+    assert.ok(rig.shell.tcp.counters.retransmits + rig.device.table.counters.retransmits > 0, 'lost data was retransmitted');
+    rig.assertClean();
+  });
+});
+
 test('no timers or immediates left behind', async () => {
   await sleep(20);
   assert.deepEqual(process.getActiveResourcesInfo().filter((r) => /Immediate|Timeout/.test(r)), []);
