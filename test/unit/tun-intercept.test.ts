@@ -9,8 +9,9 @@
  *
  * Covered: the TCP handshake ordering against the dial (RFC 9293 §3.10.7.2,
  * refusals as RST|ACK per §3.10.7.1), echo and half-close byte for byte,
- * window-based flow control with a stalled far end (§3.8.6), resets both
- * ways, connection limits; UDP flows per 4-tuple, tombstones, idle ends, ICMP
+ * window-based flow control both ways (§3.8.6), resets both ways (a cut
+ * circuit is RST, never a FIN that passes for a complete transfer), bytes
+ * left unread at a normal close, pending timeouts, connection limits; UDP flows per 4-tuple, tombstones, idle ends, ICMP
  * port unreachable (RFC 792, RFC 1812 §4.3.2); DNS over UDP and TCP at the
  * in-stack address (RFC 7766); ICMP echo (RFC 792); malformed input counted
  * by reason (fast-check); virtio_net_hdr with TSO both ways; 2 % loss with
@@ -20,11 +21,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as dnsPacket from 'dns-packet';
 import fc from 'fast-check';
-import { CircuitEnd, CircuitError } from '../../src/router/mux.js';
+import { CircuitEnd, CircuitError, type CircuitStream } from '../../src/router/mux.js';
 import { RecordDecoder, recordHeader } from '../../src/router/datagram.js';
 import { TcpFlags, TcpState } from '../../src/stack/tcp/index.js';
 import { IpProtocol, VNET_HDR_BYTES, internetChecksum, ipv4PseudoSum, ipv4ToString, parseIpv4Address, refreshIpv4Checksum } from '../../src/wire/index.js';
-import type { CircuitStream } from '../../src/router/mux.js';
 import {
   CIDR_IP, DEVICE_IP, DNS_IP, OUTSIDE_IP, Rig, SVC_IP, Sink, TUN_IP,
   chunks, classified, echo, icmpPacket, patternBytes, sleep, stateOf, tcpPacket, udpPacket, waitFor,
@@ -65,6 +65,28 @@ async function echoExchange(rig: Rig, bytes: number, seed: number, what: string,
   await waitFor(() => d.receivedBytes >= data.length, `${what}: the echo of ${bytes} bytes`, timeoutMs, () => `${d.receivedBytes} bytes back`);
   assert.ok(d.data.equals(data), `${what}: the echo is byte-exact`);
   await closedNormally(d, what);
+}
+
+/** Far end of a UDP circuit: decodes the records into datagrams, sends datagrams back as records. */
+class UdpFar {
+  readonly datagrams: Buffer[] = [];
+  ended = false;
+  private readonly decoder = new RecordDecoder();
+
+  constructor(readonly stream: CircuitStream) {
+    stream.on('data', (chunk: Buffer) => this.decoder.push(chunk, this));
+    stream.on('end', () => { this.ended = true; });
+    stream.resume();
+  }
+
+  onRecord(payload: Buffer): void {
+    this.datagrams.push(Buffer.from(payload));
+  }
+
+  send(payload: Buffer): void {
+    this.stream.write(recordHeader(payload.length));
+    if (payload.length > 0) this.stream.write(payload);
+  }
 }
 
 // ---- TCP ------------------------------------------------------------------------------
@@ -424,28 +446,6 @@ test('tcp: maxTcpFlows is enforced (pending connections count), and slots free u
 });
 
 // ---- UDP ------------------------------------------------------------------------------
-
-/** Far end of a UDP circuit: decodes the records into datagrams, sends datagrams back as records. */
-class UdpFar {
-  readonly datagrams: Buffer[] = [];
-  ended = false;
-  private readonly decoder = new RecordDecoder();
-
-  constructor(readonly stream: CircuitStream) {
-    stream.on('data', (chunk: Buffer) => this.decoder.push(chunk, this));
-    stream.on('end', () => { this.ended = true; });
-    stream.resume();
-  }
-
-  onRecord(payload: Buffer): void {
-    this.datagrams.push(Buffer.from(payload));
-  }
-
-  send(payload: Buffer): void {
-    this.stream.write(recordHeader(payload.length));
-    if (payload.length > 0) this.stream.write(payload);
-  }
-}
 
 test('udp: one flow per 4-tuple, datagrams both ways with their boundaries kept', async () => {
   await withRig({}, async (rig) => {
