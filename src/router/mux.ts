@@ -337,10 +337,9 @@ export class LinkMux {
 
   /** The link is gone: every circuit on it fails at once, with a reason. */
   private onLinkClose(): void {
-    for (const c of this.circuits.values()) {
-      c.closed = true;
-      c.socket.destroy();
-    }
+    // drop() without telling the peer (the link is gone): unfinished circuits reset their local
+    // TCP client (RST), so a transfer cut by a dead link is never taken for a complete one.
+    for (const c of [...this.circuits.values()]) this.drop(c, false);
     this.circuits.clear();
     for (const d of this.dialing.values()) {
       d.socket.destroy();

@@ -363,12 +363,25 @@ function toWire(routes: RouteEntry[]): [string, string, number][] {
   return routes.map((r) => [r.service, r.hostRouterId, r.hops === WITHDRAWN ? WITHDRAWN : r.hops]);
 }
 
-/** Joins two local circuit ends (a proxy session to a circuit hosted on the same router): data both ways, and either closing closes the other. */
+/**
+ * Joins two local circuit ends (a proxy session or TUN flow to a circuit hosted on the same
+ * router): data both ways, and either closing closes the other. One that ends before both
+ * directions finished resets the other (RST for TCP), so a cut transfer is never taken for a
+ * complete one.
+ */
 function splice(a: Duplex, b: Duplex): void {
   a.pipe(b);
   b.pipe(a);
-  a.once('close', () => b.destroy());
-  b.once('close', () => a.destroy());
+  a.once('close', () => closeAfter(a, b));
+  b.once('close', () => closeAfter(b, a));
+}
+
+function closeAfter(gone: Duplex, other: Duplex): void {
+  if (other.destroyed) return;
+  const finished = gone.readableEnded && gone.writableFinished && other.writableFinished;
+  const tcp = other as Duplex & { resetAndDestroy?: () => unknown };
+  if (!finished && typeof tcp.resetAndDestroy === 'function') tcp.resetAndDestroy();
+  else other.destroy();
 }
 
 function isIpLike(host: string): boolean {

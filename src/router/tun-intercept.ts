@@ -320,7 +320,12 @@ export class TunIntercept implements DatagramEndpoint {
 
   private sendUdp(src: number, srcPort: number, dst: number, dstPort: number, payload: Buffer): void {
     const pkt = this.packet(udpIpv4PacketBytes(payload.length));
-    emitUdpIpv4(this.envelope(src, dst), { srcPort, dstPort, payload }, pkt, this.vnet);
+    // DF clear: a datagram larger than the path's MTU (a LAN behind a subnet gateway) is fragmented
+    // by the kernel as it forwards it, as the sender of a UDP datagram expects (RFC 791, RFC 8085 §3.2).
+    const env = this.envelope(src, dst);
+    env.dontFragment = false;
+    emitUdpIpv4(env, { srcPort, dstPort, payload }, pkt, this.vnet);
+    env.dontFragment = true;
     this.write(pkt);
   }
 

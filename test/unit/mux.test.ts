@@ -127,7 +127,13 @@ test('when the link dies, open circuits and pending dials fail at once', async (
   s.write('hello');
   await once(s, 'data');
   const start = Date.now();
+  // A transfer cut by a dead link is reset (RST), never ended like a complete one (FIN).
+  const ending = new Promise<string>((resolve) => {
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+    s.once('end', () => resolve('FIN'));
+  });
   edgeLink.close(CloseCode.SHUTDOWN, 'hub going away');
+  assert.equal(await ending, 'ECONNRESET');
   await once(s, 'close');
   assert.ok(Date.now() - start < 1000);
 });
