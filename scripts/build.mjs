@@ -4,6 +4,9 @@
 import { build } from 'esbuild';
 import { chmodSync } from 'node:fs';
 
+/** Kept in step with ROUTER_ENV in src/router/node-flags.ts (a test compares them). */
+const ROUTER_ENV = { MALLOC_ARENA_MAX: '1' };
+
 const started = Date.now();
 await build({
   entryPoints: ['src/main.ts'],
@@ -17,8 +20,9 @@ await build({
   // characters in comments made it store 3.4 MB as two-byte text, 6.8 MiB of heap). Names stay.
   minifyWhitespace: true,
   legalComments: 'linked',
-  // -S: pass a V8 flag from the shebang (see src/router/node-flags.ts for why).
-  banner: { js: '#!/usr/bin/env -S node --initial-old-space-size=64' },
+  // env -S: set the environment and pass a V8 flag from the shebang, for every command run as
+  // ./ztedge.cjs (see src/router/node-flags.ts for why; spawners and the systemd unit set them too).
+  banner: { js: `#!/usr/bin/env -S ${Object.entries(ROUTER_ENV).map(([k, v]) => `${k}=${v}`).join(' ')} node --initial-old-space-size=64` },
   external: ['lmdb', 'msgpackr-extract', 'pkcs11js', '@ztedge/tun'],
   logLevel: 'warning',
 });

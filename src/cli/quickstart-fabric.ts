@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { EdgeError } from '../errors.js';
 import { enroll } from '../identity/enroll.js';
 import { loadIdentityFile } from '../identity/file.js';
-import { ROUTER_NODE_FLAGS } from '../router/node-flags.js';
+import { ROUTER_ENV, ROUTER_NODE_FLAGS } from '../router/node-flags.js';
 import type { ManagementClient } from './edge/client.js';
 
 export interface QuickRouter {
@@ -78,7 +78,7 @@ export async function writeRouterConfig(dataDir: string, name: string, body: str
 export async function startRouterProcess(dataDir: string, name: string, configFile: string): Promise<QuickRouter> {
   const script = process.argv[1];
   if (script === undefined) throw new EdgeError('ERR_INTERNAL', 'cannot find the ztedge script to start routers with');
-  const child = spawn(process.execPath, [...ROUTER_NODE_FLAGS, script, 'router', '--config', configFile], { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...ROUTER_NODE_FLAGS, script, 'router', '--config', configFile], { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...ROUTER_ENV } });
   const logFile = createWriteStream(join(dataDir, `${name}.log`), { flags: 'a' });
   const router: QuickRouter = { name, child, logs: [] };
   let partial = '';

@@ -14,6 +14,8 @@ import { PolicySync } from '../router/policy-sync.js';
 import { PostureWatcher } from '../router/posture.js';
 import { Router, type HostTarget, type PolicyView } from '../router/router.js';
 import { TunMode } from '../router/tun-mode.js';
+import { MemoryReleaser, findMallocTrim, reportMemoryOnSignal } from '../router/memory.js';
+import { loadTunAddon } from '../tun/index.js';
 import { parse, str, untilStopSignal, type Command } from './command.js';
 import { promises as fs } from 'node:fs';
 
@@ -139,7 +141,15 @@ export const routerCommand: Command = {
       await tun.update(view);
     }
     log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
+    // Memory (docs/memory.md): `kill -USR2 PID` logs where it goes; after bursts of traffic, freed
+    // memory goes back to the OS where the TUN addon offers malloc_trim (glibc).
+    const stopMemoryReport = reportMemoryOnSignal(log);
+    const trim = findMallocTrim(() => loadTunAddon());
+    const releaser = trim === undefined ? undefined : new MemoryReleaser({ trim });
+    releaser?.start();
     await untilStopSignal(log);
+    releaser?.stop();
+    stopMemoryReport();
     await tun?.stop();
     sync.stop();
     posture?.stop();

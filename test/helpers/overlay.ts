@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ROUTER_NODE_FLAGS } from '../../src/router/node-flags.js';
+import { ROUTER_ENV, ROUTER_NODE_FLAGS } from '../../src/router/node-flags.js';
 import { adminToken, api, BIN, removeDir, runCli, startControllerProcess, tempDir, type ControllerProcess } from './controller.js';
 
 export interface RouterSpec {
@@ -108,8 +108,8 @@ export class Overlay {
   /** Starts (or restarts) a router process and waits for its "router ready" line. */
   async startRouter(name: string): Promise<void> {
     const r = this.routers.get(name)!;
-    // Routers run with the V8 flags they run with in production (src/router/node-flags.ts).
-    const child = spawn(process.execPath, [...ROUTER_NODE_FLAGS, BIN, 'router', '--config', r.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    // Routers run with the V8 flags and environment they run with in production (src/router/node-flags.ts).
+    const child = spawn(process.execPath, [...ROUTER_NODE_FLAGS, BIN, 'router', '--config', r.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env: { ...process.env, ...ROUTER_ENV } });
     r.child = child;
     let buf = '';
     child.stdout!.on('data', (c: Buffer) => {

@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { MemoryReleaser, findMallocTrim, fullGc, memoryFigures, readProcStatus, reportMemoryOnSignal } from '../../src/router/memory.js';
+import { ROUTER_ENV, ROUTER_NODE_FLAGS } from '../../src/router/node-flags.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const MiB = 1024 * 1024;
+
+test('memory figures: process, heap spaces and code in MiB, /proc on Linux', () => {
+  const f = memoryFigures();
+  assert.ok(f.rss > 1 && f.heapUsed > 0 && f.heapUsed <= f.heapTotal, JSON.stringify(f));
+  assert.ok(Number.isFinite(f.external) && Number.isFinite(f.arrayBuffers));
+  assert.ok(f.spaces.old !== undefined && f.spaces.new !== undefined, `spaces: ${Object.keys(f.spaces).join(', ')}`);
+  for (const s of Object.values(f.spaces)) assert.ok(s.used >= 0 && s.resident >= 0);
+  assert.ok(f.code.bytecode > 0 && f.code.machineCode > 0);
+  if (process.platform === 'linux') {
+    assert.ok(f.proc !== undefined && f.proc.rssAnon > 0 && f.proc.rssFile > 0, JSON.stringify(f.proc));
+    assert.ok(f.proc.rssAnon + f.proc.rssFile <= f.rss + 2, 'anon + file is (about) the RSS');
+  }
+});
+
+test('readProcStatus takes RssAnon and RssFile from status text, undefined without them', () => {
+  const text = 'Name:\tnode\nVmRSS:\t   65000 kB\nRssAnon:\t   22528 kB\nRssFile:\t   41984 kB\nRssShmem:\t       0 kB\n';
+  assert.deepEqual(readProcStatus(text), { rssAnon: 22, rssFile: 41 });
+  assert.equal(readProcStatus('Name:\tnode\nVmRSS:\t 1 kB\n'), undefined);
+});
+
+test('kill -USR2 logs one line of figures; the returned function removes the handler', () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+  const before = process.listenerCount('SIGUSR2');
+  const stop = reportMemoryOnSignal(log);
+  assert.equal(process.listenerCount('SIGUSR2'), before + 1);
+  process.emit('SIGUSR2', 'SIGUSR2');
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]!.msg, 'memory figures');
+  assert.equal(lines[0]!.subsys, 'memory');
+  assert.ok(((lines[0]!.memory as { rss: number }).rss) > 1);
+  stop();
+  assert.equal(process.listenerCount('SIGUSR2'), before);
+});
+
+/** A releaser over fake readings: `rss` and `busy` are set by the test, calls are recorded in order. */
+function fakeReleaser(opts: { growthMiB?: number } = {}) {
+  const state = { rss: 60 * MiB, busy: 0, calls: [] as string[] };
+  const r = new MemoryReleaser({
+    gc: () => { state.calls.push('gc'); },
+    trim: () => { state.calls.push('trim'); state.rss -= 20 * MiB; },
+    rssBytes: () => state.rss,
+    busyRatio: () => state.busy,
+    growthBytes: (opts.growthMiB ?? 8) * MiB,
+    checkEveryMs: 60_000,
+  });
+  return { r, state };
+}
+
+test('releaser: GC then trim at start, then only once the RSS grew and the loop is quiet', () => {
+  const { r, state } = fakeReleaser();
+  r.start();
+  assert.deepEqual(state.calls, ['gc', 'trim'], 'start-up garbage released at once');
+  assert.equal(r.releases, 1);
+  // Floor is now 40 MiB (after the trim).
+  state.rss = 47 * MiB;
+  assert.equal(r.check(), false, 'grew less than 8 MiB');
+  state.rss = 90 * MiB;
+  state.busy = 0.6;
+  assert.equal(r.check(), false, 'busy: never released under load');
+  state.busy = 0.02;
+  assert.equal(r.check(), true, 'quiet and grown: released');
+  assert.deepEqual(state.calls, ['gc', 'trim', 'gc', 'trim']);
+  assert.equal(r.releases, 2);
+  // The new floor is the RSS after the release (70 MiB): 75 is not enough growth.
+  state.rss = 75 * MiB;
+  assert.equal(r.check(), false);
+  r.stop();
+});
+
+test('releaser timer is unref\'d (keeps no process alive), started once, removed by stop()', () => {
+  const { r } = fakeReleaser();
+  const timerOf = (): NodeJS.Timeout | undefined => (r as unknown as { timer?: NodeJS.Timeout }).timer;
+  const before = process.getActiveResourcesInfo().length;
+  r.start();
+  const t = timerOf();
+  assert.ok(t !== undefined && !t.hasRef());
+  r.start();
+  assert.equal(timerOf(), t, 'one timer, however often start() is called');
+  assert.equal(process.getActiveResourcesInfo().length, before);
+  r.stop();
+  assert.equal(timerOf(), undefined);
+});
+
+test('findMallocTrim: the addon\'s mallocTrim when it has one; undefined when missing or without it', () => {
+  assert.equal(findMallocTrim(() => { throw new Error('Cannot find module'); }), undefined);
+  assert.equal(findMallocTrim(() => ({ open: () => 0 })), undefined);
+  const addon = { released: 0, mallocTrim(this: { released: number }) { this.released++; return true; } };
+  const trim = findMallocTrim(() => addon);
+  assert.ok(trim !== undefined);
+  assert.equal(trim(), true);
+  assert.equal(addon.released, 1, 'called on the addon object');
+});
+
+test('fullGc collects without leaving a gc global behind', () => {
+  const hadGlobal = typeof (globalThis as { gc?: unknown }).gc === 'function';
+  const before = process.memoryUsage().arrayBuffers;
+  for (let i = 0; i < 64; i++) Buffer.allocUnsafeSlow(256 * 1024).fill(i);
+  fullGc();
+  fullGc();
+  assert.ok(process.memoryUsage().arrayBuffers < before + 4 * MiB, 'dead Buffers freed');
+  assert.equal(typeof (globalThis as { gc?: unknown }).gc === 'function', hadGlobal);
+});
+
+test('the bundle shebang and the systemd unit start routers as ROUTER_NODE_FLAGS and ROUTER_ENV say', () => {
+  const build = readFileSync(join(ROOT, 'scripts', 'build.mjs'), 'utf8');
+  const literal = /const ROUTER_ENV = (\{[^}]*\});/.exec(build)?.[1];
+  assert.ok(literal !== undefined, 'scripts/build.mjs declares ROUTER_ENV');
+  assert.deepEqual(JSON.parse(literal.replace(/'/g, '"').replace(/(\w+):/g, '"$1":')), { ...ROUTER_ENV });
+  const unit = readFileSync(join(ROOT, 'systemd', 'ztedge-router.service'), 'utf8');
+  for (const [k, v] of Object.entries(ROUTER_ENV)) assert.match(unit, new RegExp(`^Environment=${k}=${v}$`, 'm'));
+  const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
+  for (const flag of ROUTER_NODE_FLAGS) assert.ok(exec.includes(` ${flag} `), `ExecStart has ${flag}`);
+});
