@@ -17,6 +17,7 @@
  *   close(fd)                  -> 0 | -errno     stops the reader first
  *   setOffload(fd, flags)      -> undefined      throws like open
  *   setSndbuf(fd, bytes)       -> undefined      throws like open
+ *   mallocTrim()               -> 0 | 1          glibc only: malloc_trim(0) (see src/router/memory.ts)
  *   constants
  *
  * Why a poll handle and not a libuv stream: a TUN fd is packet-oriented
@@ -436,6 +437,18 @@ static napi_value set_sndbuf(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+#ifdef __GLIBC__
+#include <malloc.h>
+/* mallocTrim(): glibc keeps freed heap pages unless they sit at the top of the
+ * heap; after a burst of traffic the router asks for them back (one call, not
+ * per packet). Returns 1 when memory was released. Not exported on libcs
+ * without malloc_trim (musl on OpenWrt), where the caller simply skips it. */
+static napi_value malloc_trim_fn(napi_env env, napi_callback_info info) {
+  (void)info;
+  return int_value(env, malloc_trim(0));
+}
+#endif
+
 /* ---- module --------------------------------------------------------------- */
 
 /* Environment teardown (process exit, worker termination): close every poll
@@ -484,6 +497,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   set_fn(env, exports, "close", close_tun);
   set_fn(env, exports, "setOffload", set_offload);
   set_fn(env, exports, "setSndbuf", set_sndbuf);
+#ifdef __GLIBC__
+  set_fn(env, exports, "mallocTrim", malloc_trim_fn);
+#endif
 
   napi_value c;
   napi_create_object(env, &c);

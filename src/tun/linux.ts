@@ -51,6 +51,8 @@ export interface TunAddon {
   close(fd: number): number;
   setOffload(fd: number, flags: number): void;
   setSndbuf(fd: number, bytes: number): void;
+  /** glibc only: malloc_trim(0), giving freed heap pages back to the OS (src/router/memory.ts). Absent on other libcs. */
+  mallocTrim?(): number;
   readonly constants: TunAddonConstants;
 }
 
