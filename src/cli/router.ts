@@ -143,10 +143,10 @@ export const routerCommand: Command = {
     log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
     // Memory (docs/memory.md): `kill -USR2 PID` logs where it goes; after bursts of traffic, freed
     // memory goes back to the OS where the TUN addon offers malloc_trim (glibc).
-    const stopMemoryReport = reportMemoryOnSignal(log);
     const trim = findMallocTrim(() => loadTunAddon());
     const releaser = trim === undefined ? undefined : new MemoryReleaser({ trim });
     releaser?.start();
+    const stopMemoryReport = reportMemoryOnSignal(log, releaser);
     await untilStopSignal(log);
     releaser?.stop();
     stopMemoryReport();

@@ -82,19 +82,23 @@ export function readProcStatus(text?: string): { rssAnon: number; rssFile: numbe
 }
 
 /**
- * Logs {@link memoryFigures} at info on every `signal` (default SIGUSR2).
- * Returns a function that removes the handler.
+ * Logs {@link memoryFigures} at info on every SIGUSR2, with the count of
+ * releases when a {@link MemoryReleaser} runs. Returns a function that
+ * removes the handler.
  *
  * @example
  * ```ts
- * const stopReport = reportMemoryOnSignal(log);   // then: kill -USR2 <pid>
+ * const stopReport = reportMemoryOnSignal(log, releaser);   // then: kill -USR2 <pid>
  * ```
  */
-export function reportMemoryOnSignal(log: Logger, signal: NodeJS.Signals = 'SIGUSR2'): () => void {
+export function reportMemoryOnSignal(log: Logger, releaser?: { readonly releases: number }): () => void {
   const child = log.child({ subsys: 'memory' });
-  const onSignal = (): void => child.info({ memory: memoryFigures() }, 'memory figures');
-  process.on(signal, onSignal);
-  return () => { process.off(signal, onSignal); };
+  const onSignal = (): void => {
+    if (releaser === undefined) child.info({ memory: memoryFigures() }, 'memory figures');
+    else child.info({ memory: memoryFigures(), releases: releaser.releases }, 'memory figures');
+  };
+  process.on('SIGUSR2', onSignal);
+  return () => { process.off('SIGUSR2', onSignal); };
 }
 
 export interface MemoryReleaserOptions {
@@ -117,15 +121,18 @@ export interface MemoryReleaserOptions {
 /**
  * Gives memory back to the OS once traffic has calmed down: when the RSS
  * grew by `growthBytes` since the last release and the event loop was
- * quiet over the last tick, a full GC (so dead Buffers are freed) then
- * `trim`. Never while the loop is busy: under steady load the RSS sits at
+ * quiet over the last tick, a full GC (so dead Buffers are freed), then on
+ * the next tick `trim` (V8 frees the Buffers' memory on a background
+ * thread after the collection: a trim at once found much of it still
+ * held). Never while the loop is busy: under steady load the RSS sits at
  * its plateau and pages given back would only be faulted in again. Nothing
  * runs per packet; the timer is unref'd.
  */
 export class MemoryReleaser {
-  /** Releases done so far. */
+  /** Releases (GC then trim) done so far. */
   releases = 0;
   private floorBytes = 0;
+  private trimDue = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly gc: () => void;
   private readonly rssBytes: () => number;
@@ -143,10 +150,15 @@ export class MemoryReleaser {
     this.quietBelow = opts.quietBelow ?? 0.1;
   }
 
-  /** Releases once now (what start-up left: config parsing, the validator's compilation, TLS set-up), then watches. */
+  /**
+   * Starts watching, with a release under way at once: start-up leaves
+   * garbage (config parsing, the validator's compilation, TLS set-up).
+   */
   start(): void {
     if (this.timer !== undefined) return;
-    this.releaseNow();
+    this.floorBytes = this.rssBytes();
+    this.gc();
+    this.trimDue = true;
     this.timer = setInterval(() => this.check(), this.checkEveryMs);
     this.timer.unref();
   }
@@ -154,22 +166,27 @@ export class MemoryReleaser {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.trimDue = false;
   }
 
-  /** One tick: releases if the RSS grew by `growthBytes` and the loop was quiet. Returns whether it released. */
-  check(): boolean {
+  /**
+   * One tick: finishes a release begun on the previous tick (trim, new
+   * floor), or begins one (GC) if the RSS grew by `growthBytes` and the
+   * loop was quiet. Returns what it did.
+   */
+  check(): 'trimmed' | 'collected' | 'none' {
     const busy = this.busyRatio();
-    if (busy >= this.quietBelow || this.rssBytes() - this.floorBytes < this.growthBytes) return false;
-    this.releaseNow();
-    return true;
-  }
-
-  /** GC, trim, and take the RSS after them as the new floor. */
-  releaseNow(): void {
+    if (this.trimDue) {
+      this.trimDue = false;
+      this.opts.trim();
+      this.releases++;
+      this.floorBytes = this.rssBytes();
+      return 'trimmed';
+    }
+    if (busy >= this.quietBelow || this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
     this.gc();
-    this.opts.trim();
-    this.releases++;
-    this.floorBytes = this.rssBytes();
+    this.trimDue = true;
+    return 'collected';
   }
 }
 

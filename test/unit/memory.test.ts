@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { MemoryReleaser, findMallocTrim, fullGc, memoryFigures, readProcStatus, reportMemoryOnSignal } from '../../src/router/memory.js';
@@ -39,7 +39,13 @@ test('kill -USR2 logs one line of figures; the returned function removes the han
   assert.equal(lines[0]!.msg, 'memory figures');
   assert.equal(lines[0]!.subsys, 'memory');
   assert.ok(((lines[0]!.memory as { rss: number }).rss) > 1);
+  assert.equal(lines[0]!.releases, undefined);
   stop();
+  assert.equal(process.listenerCount('SIGUSR2'), before);
+  const stop2 = reportMemoryOnSignal(log, { releases: 3 });
+  process.emit('SIGUSR2', 'SIGUSR2');
+  assert.equal(lines[1]!.releases, 3, 'releases counted when a releaser runs');
+  stop2();
   assert.equal(process.listenerCount('SIGUSR2'), before);
 });
 
@@ -57,25 +63,38 @@ function fakeReleaser(opts: { growthMiB?: number } = {}) {
   return { r, state };
 }
 
-test('releaser: GC then trim at start, then only once the RSS grew and the loop is quiet', () => {
+test('releaser: GC at start and trim on the next tick; later only once the RSS grew and the loop is quiet', () => {
   const { r, state } = fakeReleaser();
   r.start();
-  assert.deepEqual(state.calls, ['gc', 'trim'], 'start-up garbage released at once');
+  assert.deepEqual(state.calls, ['gc'], 'start-up garbage collected at once');
+  assert.equal(r.check(), 'trimmed', 'trimmed a tick later, once V8 has freed the Buffers');
+  assert.deepEqual(state.calls, ['gc', 'trim']);
   assert.equal(r.releases, 1);
   // Floor is now 40 MiB (after the trim).
   state.rss = 47 * MiB;
-  assert.equal(r.check(), false, 'grew less than 8 MiB');
+  assert.equal(r.check(), 'none', 'grew less than 8 MiB');
   state.rss = 90 * MiB;
   state.busy = 0.6;
-  assert.equal(r.check(), false, 'busy: never released under load');
+  assert.equal(r.check(), 'none', 'busy: never released under load');
   state.busy = 0.02;
-  assert.equal(r.check(), true, 'quiet and grown: released');
+  assert.equal(r.check(), 'collected', 'quiet and grown: GC');
+  state.busy = 0.9;
+  assert.equal(r.check(), 'trimmed', 'the trim follows on the next tick, busy or not');
   assert.deepEqual(state.calls, ['gc', 'trim', 'gc', 'trim']);
   assert.equal(r.releases, 2);
-  // The new floor is the RSS after the release (70 MiB): 75 is not enough growth.
+  // The new floor is the RSS after the trim (70 MiB): 75 is not enough growth.
+  state.busy = 0;
   state.rss = 75 * MiB;
-  assert.equal(r.check(), false);
+  assert.equal(r.check(), 'none');
   r.stop();
+});
+
+test('releaser: stop() drops a trim still due', () => {
+  const { r, state } = fakeReleaser();
+  r.start();
+  r.stop();
+  assert.equal(r.check(), 'none');
+  assert.deepEqual(state.calls, ['gc']);
 });
 
 test('releaser timer is unref\'d (keeps no process alive), started once, removed by stop()', () => {
@@ -112,13 +131,17 @@ test('fullGc collects without leaving a gc global behind', () => {
   assert.equal(typeof (globalThis as { gc?: unknown }).gc === 'function', hadGlobal);
 });
 
-test('the bundle shebang and the systemd unit start routers as ROUTER_NODE_FLAGS and ROUTER_ENV say', () => {
+test('the bundle shebang and the systemd units start routers as ROUTER_NODE_FLAGS and ROUTER_ENV say', () => {
   const build = readFileSync(join(ROOT, 'scripts', 'build.mjs'), 'utf8');
   const literal = /const ROUTER_ENV = (\{[^}]*\});/.exec(build)?.[1];
   assert.ok(literal !== undefined, 'scripts/build.mjs declares ROUTER_ENV');
   assert.deepEqual(JSON.parse(literal.replace(/'/g, '"').replace(/(\w+):/g, '"$1":')), { ...ROUTER_ENV });
-  const unit = readFileSync(join(ROOT, 'systemd', 'ztedge-router.service'), 'utf8');
-  for (const [k, v] of Object.entries(ROUTER_ENV)) assert.match(unit, new RegExp(`^Environment=${k}=${v}$`, 'm'));
-  const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
-  for (const flag of ROUTER_NODE_FLAGS) assert.ok(exec.includes(` ${flag} `), `ExecStart has ${flag}`);
+  const units = readdirSync(join(ROOT, 'systemd')).filter((f) => f.startsWith('ztedge-router') && f.endsWith('.service'));
+  assert.ok(units.length >= 2, units.join(', '));
+  for (const u of units) {
+    const unit = readFileSync(join(ROOT, 'systemd', u), 'utf8');
+    for (const [k, v] of Object.entries(ROUTER_ENV)) assert.match(unit, new RegExp(`^Environment=${k}=${v}$`, 'm'), u);
+    const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
+    for (const flag of ROUTER_NODE_FLAGS) assert.ok(exec.includes(` ${flag} `), `${u}: ExecStart has ${flag}`);
+  }
 });
