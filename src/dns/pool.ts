@@ -30,6 +30,7 @@
  *     inactive: entries no longer intercepted, least recently used first
  */
 import { formatIpv4, parseIpv4Cidr } from '../config/address.js';
+import { parseIpv4Address } from '../wire/ipv4.js';
 
 export { formatIpv4 };
 
@@ -50,16 +51,7 @@ export const TOUCH_RESOLUTION_MS = 1000;
  * ```
  */
 export function parseIpv4(text: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-  if (m === null) return undefined;
-  let value = 0;
-  for (let i = 1; i <= 4; i++) {
-    const octet = Number(m[i]);
-    // Leading zeros are refused: some parsers read them as octal (RFC 6943 §3.1.1).
-    if (octet > 255 || (m[i]!.length > 1 && m[i]!.startsWith('0'))) return undefined;
-    value = value * 256 + octet;
-  }
-  return value;
+  return parseIpv4Address(text);
 }
 
 export interface AddressPoolOptions {

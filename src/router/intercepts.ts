@@ -24,6 +24,7 @@
  */
 import { formatIpv4 } from '../config/address.js';
 import { isIPv4 } from 'node:net';
+import { parseIpv4Address } from '../wire/index.js';
 
 export type InterceptProtocol = 'tcp' | 'udp';
 
@@ -75,7 +76,7 @@ export class InterceptTable {
         const a = raw.trim();
         if (a.length === 0) continue;
         if (isIPv4(a)) {
-          this.networks.push({ ...claim, network: ipv4ToNumber(a), mask: 0xffffffff, prefixLength: 32 });
+          this.networks.push({ ...claim, network: parseIpv4Address(a)!, mask: 0xffffffff, prefixLength: 32 });
           continue;
         }
         if (a.includes('/')) {
@@ -84,7 +85,7 @@ export class InterceptTable {
           const prefixLength = Number(len);
           if (isIPv4(ip) && /^\d{1,2}$/.test(len) && prefixLength <= 32) {
             const mask = maskOf(prefixLength);
-            this.networks.push({ ...claim, network: (ipv4ToNumber(ip) & mask) >>> 0, mask, prefixLength });
+            this.networks.push({ ...claim, network: (parseIpv4Address(ip)! & mask) >>> 0, mask, prefixLength });
           }
           continue;
         }
@@ -173,10 +174,4 @@ function normalizeName(name: string): string {
 
 function maskOf(prefixLength: number): number {
   return prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
-}
-
-/** `a.b.c.d` (already checked with isIPv4) as an unsigned 32-bit number. */
-export function ipv4ToNumber(ip: string): number {
-  const p = ip.split('.');
-  return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0;
 }

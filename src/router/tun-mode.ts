@@ -19,7 +19,8 @@ import { EdgeError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { SnapshotPolicyView } from '../policy/snapshot.js';
 import { openLinuxTun, TunNetconf, type TunDevice } from '../tun/index.js';
-import { InterceptTable, ipv4ToNumber, type InterceptEntry } from './intercepts.js';
+import { InterceptTable, type InterceptEntry } from './intercepts.js';
+import { parseIpv4Address } from '../wire/index.js';
 import { TunIntercept, type LocalDialer } from './tun-intercept.js';
 
 export interface TunModeOptions {
@@ -69,7 +70,7 @@ export class TunMode {
     for (const text of cfg.dnsListen) {
       const hp = parseHostPort(text);
       if (!hp.ok) throw new EdgeError('ERR_CONFIG', `tunnel.tun.dnsListen "${text}": ${hp.reason}`);
-      const ip = hp.value.family === 4 ? ipv4ToNumber(hp.value.host) : undefined;
+      const ip = hp.value.family === 4 ? parseIpv4Address(hp.value.host) : undefined;
       if (ip !== undefined && ip >= network && ip < network + size) inStack.push({ ip, port: hp.value.port });
       else sockets.push(text);
     }

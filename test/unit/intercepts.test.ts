@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { InterceptTable, ipv4ToNumber } from '../../src/router/intercepts.js';
+import { InterceptTable } from '../../src/router/intercepts.js';
+import { parseIpv4Address } from '../../src/wire/index.js';
 
-const ip = ipv4ToNumber;
+const ip = (text: string): number => parseIpv4Address(text)!;
 const all = [{ low: 1, high: 65535 }];
 
 const table = new InterceptTable([
