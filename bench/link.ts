@@ -30,7 +30,9 @@
  *   - VmRSS of the tunnel processes idle (after start) and after the load
  *     (after a settle), VmHWM (peak), and RssAnon after load: VmRSS also
  *     counts the node binary's file pages (~35 MiB, shared by every node
- *     process), RssAnon is what the process itself allocated.
+ *     process), RssAnon is what the process itself allocated; then VmRSS
+ *     and RssAnon again after --quiet-s seconds without traffic (a router
+ *     gives freed memory back once quiet for 30 s: docs/memory.md).
  * With --runs N the tests repeat N times, the paths interleaved within each
  * run, and the table shows the median with the range.
  *
@@ -73,6 +75,8 @@ function usage(message?: string, exitCode = 2): never {
   --round-trips N      timed 64-byte round trips (after 10 % warm-up)           [2000]
   --runs N             repeat the tests N times, paths interleaved              [1]
   --settle-ms MS       wait before reading RSS idle / after load                [2000]
+  --quiet-s S          then read RSS again after S s without traffic (routers give
+                       memory back after 30 s quiet: docs/memory.md); 0 skips    [35]
   --no-download        skip the download (target → client) tests
   --node-options=STR   NODE_OPTIONS for the tunnel processes (routers and relays),
                        e.g. --node-options="--max-semi-space-size=1" (with "=":
@@ -98,6 +102,7 @@ const NUMBER_OPTIONS = {
   'round-trips': { fallback: 2000, min: 10, max: 1_000_000 },
   runs: { fallback: 1, min: 1, max: 20 },
   'settle-ms': { fallback: 2000, min: 0, max: 60_000 },
+  'quiet-s': { fallback: 35, min: 0, max: 600 },
   'time-limit': { fallback: 900, min: 10, max: 7200 },
 } as const;
 type NumberOption = keyof typeof NUMBER_OPTIONS;
@@ -136,6 +141,7 @@ const CIRCUITS = numberOption('circuits');
 const ROUND_TRIPS = numberOption('round-trips');
 const RUNS = numberOption('runs');
 const SETTLE_MS = numberOption('settle-ms');
+const QUIET_S = numberOption('quiet-s');
 const TIME_LIMIT_S = numberOption('time-limit');
 const DOWNLOAD = parsed.values['no-download'] !== true;
 const NODE_OPTIONS = parsed.values['node-options'] ?? '';
@@ -426,7 +432,7 @@ async function measureAll(paths: Path[], tests: TestDef[], results: Results, fai
   }
 }
 
-interface Memory { idle: number; after: number; hwm: number; anon: number }
+interface Memory { idle: number; after: number; hwm: number; anon: number; quiet: number; quietAnon: number }
 
 function report(paths: Path[], tests: TestDef[], results: Results, mem: Map<string, Memory>, notes: string[]): void {
   const v = (path: string, key: string): number[] | undefined => results.get(path)?.get(key);
@@ -461,18 +467,20 @@ function report(paths: Path[], tests: TestDef[], results: Results, mem: Map<stri
   L.push(`|---|${tests.map(() => '--:').join('|')}|`);
   for (const p of paths) for (const q of p.procs) L.push(`| ${q.name} | ${tests.map((t) => cell(v(q.name, `${t.key}-cpu`), 2)).join(' | ')} |`);
   L.push('');
-  L.push('| process | RSS idle, MiB | RSS after load, MiB | peak (VmHWM), MiB | RssAnon after load, MiB | target (RSS after load) |');
-  L.push('|---|--:|--:|--:|--:|---|');
+  const quietCols = QUIET_S > 0 ? ` RSS ${QUIET_S} s quiet, MiB | RssAnon ${QUIET_S} s quiet, MiB |` : '';
+  L.push(`| process | RSS idle, MiB | RSS after load, MiB | peak (VmHWM), MiB | RssAnon after load, MiB | target (RSS after load) |${quietCols}`);
+  L.push(`|---|--:|--:|--:|--:|---|${QUIET_S > 0 ? '--:|--:|' : ''}`);
   for (const p of paths) {
     for (const q of p.procs) {
       const m = mem.get(q.name);
       if (m === undefined) continue;
       const target = p.name === 'ztedge' ? `≤ ${TARGET_ROUTER_RSS_MIB} ${Number.isFinite(m.after) ? (m.after <= TARGET_ROUTER_RSS_MIB ? 'PASS' : 'MISS') : 'n/a'}` : '';
-      L.push(`| ${q.name} | ${fmt(m.idle, 1)} | ${fmt(m.after, 1)} | ${fmt(m.hwm, 1)} | ${fmt(m.anon, 1)} | ${target} |`);
+      const quiet = QUIET_S > 0 ? ` ${fmt(m.quiet, 1)} | ${fmt(m.quietAnon, 1)} |` : '';
+      L.push(`| ${q.name} | ${fmt(m.idle, 1)} | ${fmt(m.after, 1)} | ${fmt(m.hwm, 1)} | ${fmt(m.anon, 1)} | ${target} |${quiet}`);
     }
   }
   L.push('');
-  L.push(`Round trips: ${ROUND_TRIPS} sequential after ${Math.ceil(ROUND_TRIPS / 10)} untimed, one circuit. Upload counts bytes the sink acknowledged (per MiB); the dial of each circuit is inside the time. RSS "after load" is read ${SETTLE_MS} ms after the last test.`);
+  L.push(`Round trips: ${ROUND_TRIPS} sequential after ${Math.ceil(ROUND_TRIPS / 10)} untimed, one circuit. Upload counts bytes the sink acknowledged (per MiB); the dial of each circuit is inside the time. RSS "after load" is read ${SETTLE_MS} ms after the last test${QUIET_S > 0 ? `, "quiet" ${QUIET_S} s later` : ''}.`);
   for (const n of notes) L.push(`note: ${n}`);
   L.push('');
   L.push(`Reproduce: ${reproduceCommand()}`);
@@ -581,7 +589,7 @@ async function main(): Promise<number> {
     for (const p of paths) await waitForPath(p.port, 5000);
 
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    for (const p of paths) for (const q of p.procs) mem.set(q.name, { idle: procMiB(q.pid, 'VmRSS'), after: NaN, hwm: NaN, anon: NaN });
+    for (const p of paths) for (const q of p.procs) mem.set(q.name, { idle: procMiB(q.pid, 'VmRSS'), after: NaN, hwm: NaN, anon: NaN, quiet: NaN, quietAnon: NaN });
 
     log('warm-up (untimed): 64 MiB and 200 round trips per path');
     for (const p of paths) {
@@ -599,6 +607,17 @@ async function main(): Promise<number> {
         m.after = procMiB(q.pid, 'VmRSS');
         m.hwm = procMiB(q.pid, 'VmHWM');
         m.anon = procMiB(q.pid, 'RssAnon');
+      }
+    }
+    if (QUIET_S > 0) {
+      log(`waiting ${QUIET_S} s without traffic, then reading RSS again`);
+      await new Promise((r) => setTimeout(r, QUIET_S * 1000));
+      for (const p of paths) {
+        for (const q of p.procs) {
+          const m = mem.get(q.name)!;
+          m.quiet = procMiB(q.pid, 'VmRSS');
+          m.quietAnon = procMiB(q.pid, 'RssAnon');
+        }
       }
     }
     for (const [name, r] of o.routers) {

@@ -141,8 +141,8 @@ export const routerCommand: Command = {
       await tun.update(view);
     }
     log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
-    // Memory (docs/memory.md): `kill -USR2 PID` logs where it goes; after bursts of traffic, freed
-    // memory goes back to the OS where the TUN addon offers malloc_trim (glibc).
+    // Memory (docs/memory.md): `kill -USR2 PID` logs where it goes; once traffic has been quiet for
+    // 30 s, freed memory goes back to the OS where the TUN addon offers malloc_trim (glibc).
     const trim = findMallocTrim(() => loadTunAddon());
     const releaser = trim === undefined ? undefined : new MemoryReleaser({ trim });
     releaser?.start();

@@ -10,11 +10,19 @@
  * Most of it is the glibc heap: Buffers that died young are freed only at
  * V8's next scavenge (V8 lets up to ~32 MB of young backing stores pile up
  * before it forces one), so the heap's peak is set by garbage, and glibc
- * returns freed pages only from the top of the heap. A full GC followed by
- * malloc_trim(0) took an idle router after load from 95 to 68 MiB RSS.
+ * returns freed pages only from the top of the heap. A scavenge followed by
+ * malloc_trim(0) takes an idle router from ~88 to ~63 MiB RSS.
+ *
+ * Why only after a long quiet spell: pages given back are faulted in again
+ * when traffic returns (measured on this 2-core VM: bursts 2 s apart with a
+ * release in each gap cost 20–30 % more CPU per Gbit). And never a full
+ * (mark-compact) GC: after one, V8 sizes the old generation from what is
+ * live and --initial-old-space-size stops holding off the full-GC storms
+ * (src/router/node-flags.ts): a full GC in each gap cost 20 % CPU per Gbit.
+ *
  * malloc_trim needs native code: it is used when the `@ztedge/tun` addon
- * exports `mallocTrim`; without it the releaser does not run (a GC alone
- * frees the Buffers but glibc keeps the pages: no RSS change measured).
+ * exports `mallocTrim` (glibc builds); without it nothing is released (a GC
+ * alone frees the Buffers but glibc keeps the pages: no RSS change).
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -104,60 +112,74 @@ export function reportMemoryOnSignal(log: Logger, releaser?: { readonly releases
 export interface MemoryReleaserOptions {
   /** Returns freed heap pages to the OS (glibc malloc_trim(0)). */
   trim: () => unknown;
-  /** A full garbage collection; default: V8's, obtained once (see {@link fullGc}). */
+  /** A young-generation GC (scavenge); default: V8's, obtained once (see {@link youngGc}). */
   gc?: () => void;
   /** Resident set size now, in bytes; default process.memoryUsage.rss. */
   rssBytes?: () => number;
   /** Event-loop utilization (0..1) since the previous call; default from perf_hooks. */
   busyRatio?: () => number;
-  /** How often the RSS and the loop's load are looked at. Default 500 ms: two cheap reads per tick. */
+  /** Clock in ms; default Date.now. */
+  nowMs?: () => number;
+  /** How often the loop's load and the RSS are looked at. Default 1 s: two cheap reads per tick. */
   checkEveryMs?: number;
-  /** Release when the RSS grew this much since the last release (or the start). Default 8 MiB. */
-  growthBytes?: number;
   /** The loop counts as quiet below this utilization over one tick. Default 0.1. */
   quietBelow?: number;
+  /** Release only after the loop has been quiet this long. Default 30 s. */
+  quietForMs?: number;
+  /** …and the RSS grew this much since the last release (or the start). Default 8 MiB. */
+  growthBytes?: number;
 }
 
+/** What {@link MemoryReleaser.check} did on one tick. */
+export type ReleaseStep = 'none' | 'collected' | 'trimmed';
+
 /**
- * Gives memory back to the OS once traffic has calmed down: when the RSS
- * grew by `growthBytes` since the last release and the event loop was
- * quiet over the last tick, a full GC (so dead Buffers are freed), then on
- * the next tick `trim` (V8 frees the Buffers' memory on a background
- * thread after the collection: a trim at once found much of it still
- * held). Never while the loop is busy: under steady load the RSS sits at
- * its plateau and pages given back would only be faulted in again. Nothing
- * runs per packet; the timer is unref'd.
+ * Gives memory back to the OS once a router has gone quiet: when the event
+ * loop has been quiet for `quietForMs` and the RSS grew by `growthBytes`
+ * since the last release, a scavenge (dead Buffers freed), then on the next
+ * tick `trim` (V8 frees the Buffers' memory on a background thread after
+ * the collection: a trim at once found much of it still held). Start-up
+ * garbage is trimmed on the first tick. Nothing runs per packet; the timer
+ * is unref'd.
+ *
+ * @example
+ * ```ts
+ * const trim = findMallocTrim(() => loadTunAddon());
+ * const releaser = trim === undefined ? undefined : new MemoryReleaser({ trim });
+ * releaser?.start();   // … releaser?.stop() on shutdown
+ * ```
  */
 export class MemoryReleaser {
-  /** Releases (GC then trim) done so far. */
+  /** Trims done so far (the start-up one included). */
   releases = 0;
   private floorBytes = 0;
   private trimDue = false;
+  private quietSinceMs: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly gc: () => void;
   private readonly rssBytes: () => number;
   private readonly busyRatio: () => number;
+  private readonly nowMs: () => number;
   private readonly checkEveryMs: number;
-  private readonly growthBytes: number;
   private readonly quietBelow: number;
+  private readonly quietForMs: number;
+  private readonly growthBytes: number;
 
   constructor(private readonly opts: MemoryReleaserOptions) {
-    this.gc = opts.gc ?? fullGc;
+    this.gc = opts.gc ?? youngGc;
     this.rssBytes = opts.rssBytes ?? process.memoryUsage.rss;
     this.busyRatio = opts.busyRatio ?? loopUtilization();
-    this.checkEveryMs = opts.checkEveryMs ?? 500;
-    this.growthBytes = opts.growthBytes ?? 8 * MiB;
+    this.nowMs = opts.nowMs ?? Date.now;
+    this.checkEveryMs = opts.checkEveryMs ?? 1000;
     this.quietBelow = opts.quietBelow ?? 0.1;
+    this.quietForMs = opts.quietForMs ?? 30_000;
+    this.growthBytes = opts.growthBytes ?? 8 * MiB;
   }
 
-  /**
-   * Starts watching, with a release under way at once: start-up leaves
-   * garbage (config parsing, the validator's compilation, TLS set-up).
-   */
+  /** Starts watching; the first tick trims what start-up left (config parsing, the validator's compilation). */
   start(): void {
     if (this.timer !== undefined) return;
     this.floorBytes = this.rssBytes();
-    this.gc();
     this.trimDue = true;
     this.timer = setInterval(() => this.check(), this.checkEveryMs);
     this.timer.unref();
@@ -171,11 +193,12 @@ export class MemoryReleaser {
 
   /**
    * One tick: finishes a release begun on the previous tick (trim, new
-   * floor), or begins one (GC) if the RSS grew by `growthBytes` and the
-   * loop was quiet. Returns what it did.
+   * floor), or begins one (scavenge) when the loop has been quiet for
+   * `quietForMs` and the RSS grew by `growthBytes`.
    */
-  check(): 'trimmed' | 'collected' | 'none' {
+  check(): ReleaseStep {
     const busy = this.busyRatio();
+    const now = this.nowMs();
     if (this.trimDue) {
       this.trimDue = false;
       this.opts.trim();
@@ -183,7 +206,12 @@ export class MemoryReleaser {
       this.floorBytes = this.rssBytes();
       return 'trimmed';
     }
-    if (busy >= this.quietBelow || this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
+    if (busy >= this.quietBelow) {
+      this.quietSinceMs = undefined;
+      return 'none';
+    }
+    this.quietSinceMs ??= now;
+    if (now - this.quietSinceMs < this.quietForMs || this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
     this.gc();
     this.trimDue = true;
     return 'collected';
@@ -201,23 +229,24 @@ function loopUtilization(): () => number {
   };
 }
 
-let gcFn: (() => void) | undefined;
+let gcFn: ((options: { type: 'minor' }) => void) | undefined;
 
 /**
- * V8's full garbage collection. Node exposes it only with --expose-gc; the
- * flag is set at run time and the function taken from a fresh context, so
- * no `gc` global appears in this process.
+ * A young-generation collection (scavenge): frees Buffers that died young
+ * and leaves the old generation, and V8's sizing of it, alone. Node exposes
+ * V8's gc() only with --expose-gc; the flag is set at run time and the
+ * function taken from a fresh context, so no `gc` global appears here.
  */
-export function fullGc(): void {
+export function youngGc(): void {
   if (gcFn === undefined) {
-    const exposed = (globalThis as { gc?: () => void }).gc;
+    const exposed = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
     if (typeof exposed === 'function') gcFn = exposed;
     else {
       setFlagsFromString('--expose-gc');
-      gcFn = runInNewContext('gc') as () => void;
+      gcFn = runInNewContext('gc') as (options: { type: 'minor' }) => void;
     }
   }
-  gcFn();
+  gcFn({ type: 'minor' });
 }
 
 /**

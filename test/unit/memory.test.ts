@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { MemoryReleaser, findMallocTrim, fullGc, memoryFigures, readProcStatus, reportMemoryOnSignal } from '../../src/router/memory.js';
+import { MemoryReleaser, findMallocTrim, memoryFigures, readProcStatus, reportMemoryOnSignal, youngGc } from '../../src/router/memory.js';
 import { ROUTER_ENV, ROUTER_NODE_FLAGS } from '../../src/router/node-flags.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -49,43 +49,66 @@ test('kill -USR2 logs one line of figures; the returned function removes the han
   assert.equal(process.listenerCount('SIGUSR2'), before);
 });
 
-/** A releaser over fake readings: `rss` and `busy` are set by the test, calls are recorded in order. */
-function fakeReleaser(opts: { growthMiB?: number } = {}) {
-  const state = { rss: 60 * MiB, busy: 0, calls: [] as string[] };
+/** A releaser over fake readings and a fake clock: the test sets `rss`, `busy` and `now`; calls are recorded in order. */
+function fakeReleaser() {
+  const state = { rss: 60 * MiB, busy: 0, now: 0, calls: [] as string[] };
   const r = new MemoryReleaser({
     gc: () => { state.calls.push('gc'); },
     trim: () => { state.calls.push('trim'); state.rss -= 20 * MiB; },
     rssBytes: () => state.rss,
     busyRatio: () => state.busy,
-    growthBytes: (opts.growthMiB ?? 8) * MiB,
+    nowMs: () => state.now,
     checkEveryMs: 60_000,
+    quietForMs: 30_000,
+    growthBytes: 8 * MiB,
   });
   return { r, state };
 }
 
-test('releaser: GC at start and trim on the next tick; later only once the RSS grew and the loop is quiet', () => {
+test('releaser: trims start-up garbage on the first tick, no GC', () => {
   const { r, state } = fakeReleaser();
   r.start();
-  assert.deepEqual(state.calls, ['gc'], 'start-up garbage collected at once');
-  assert.equal(r.check(), 'trimmed', 'trimmed a tick later, once V8 has freed the Buffers');
-  assert.deepEqual(state.calls, ['gc', 'trim']);
+  assert.deepEqual(state.calls, []);
+  assert.equal(r.check(), 'trimmed');
+  assert.deepEqual(state.calls, ['trim']);
   assert.equal(r.releases, 1);
-  // Floor is now 40 MiB (after the trim).
-  state.rss = 47 * MiB;
-  assert.equal(r.check(), 'none', 'grew less than 8 MiB');
+  r.stop();
+});
+
+test('releaser: after load, scavenge once quiet for 30 s and grown by 8 MiB, trim on the next tick', () => {
+  const { r, state } = fakeReleaser();
+  r.start();
+  r.check(); // start-up trim: floor 40 MiB
+  state.calls.length = 0;
+  // A burst: busy ticks, the RSS grows.
   state.rss = 90 * MiB;
-  state.busy = 0.6;
-  assert.equal(r.check(), 'none', 'busy: never released under load');
-  state.busy = 0.02;
-  assert.equal(r.check(), 'collected', 'quiet and grown: GC');
+  state.busy = 0.7;
+  for (let i = 0; i < 5; i++) { state.now += 1000; assert.equal(r.check(), 'none', 'never under load'); }
+  // Quiet, but not for long enough yet; a short burst restarts the count.
+  state.busy = 0.01;
+  state.now += 1000;
+  assert.equal(r.check(), 'none');
+  state.now += 20_000;
+  assert.equal(r.check(), 'none');
+  state.busy = 0.5;
+  state.now += 1000;
+  assert.equal(r.check(), 'none');
+  state.busy = 0.01;
+  state.now += 1000;
+  assert.equal(r.check(), 'none', 'quiet again: the 30 s start over');
+  state.now += 29_000;
+  assert.equal(r.check(), 'none');
+  state.now += 1000;
+  assert.equal(r.check(), 'collected', '30 s quiet and 50 MiB over the floor');
+  state.now += 1000;
   state.busy = 0.9;
   assert.equal(r.check(), 'trimmed', 'the trim follows on the next tick, busy or not');
-  assert.deepEqual(state.calls, ['gc', 'trim', 'gc', 'trim']);
+  assert.deepEqual(state.calls, ['gc', 'trim']);
   assert.equal(r.releases, 2);
-  // The new floor is the RSS after the trim (70 MiB): 75 is not enough growth.
+  // Floor now 70 MiB: still quiet later, but 75 MiB is not 8 MiB of growth.
   state.busy = 0;
   state.rss = 75 * MiB;
-  assert.equal(r.check(), 'none');
+  for (let i = 0; i < 40; i++) { state.now += 1000; assert.equal(r.check(), 'none'); }
   r.stop();
 });
 
@@ -94,7 +117,7 @@ test('releaser: stop() drops a trim still due', () => {
   r.start();
   r.stop();
   assert.equal(r.check(), 'none');
-  assert.deepEqual(state.calls, ['gc']);
+  assert.deepEqual(state.calls, []);
 });
 
 test('releaser timer is unref\'d (keeps no process alive), started once, removed by stop()', () => {
@@ -121,12 +144,15 @@ test('findMallocTrim: the addon\'s mallocTrim when it has one; undefined when mi
   assert.equal(addon.released, 1, 'called on the addon object');
 });
 
-test('fullGc collects without leaving a gc global behind', () => {
+test('youngGc frees Buffers that died young, without leaving a gc global behind', () => {
   const hadGlobal = typeof (globalThis as { gc?: unknown }).gc === 'function';
+  youngGc();
   const before = process.memoryUsage().arrayBuffers;
   for (let i = 0; i < 64; i++) Buffer.allocUnsafeSlow(256 * 1024).fill(i);
-  fullGc();
-  fullGc();
+  const piled = process.memoryUsage().arrayBuffers;
+  youngGc();
+  youngGc();
+  assert.ok(piled - before >= 15 * MiB, `64 × 256 KiB allocated (${(piled - before) / MiB} MiB)`);
   assert.ok(process.memoryUsage().arrayBuffers < before + 4 * MiB, 'dead Buffers freed');
   assert.equal(typeof (globalThis as { gc?: unknown }).gc === 'function', hadGlobal);
 });
