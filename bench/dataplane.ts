@@ -61,6 +61,8 @@ const USAGE = `Usage: npm run bench:dataplane -- [options]    (as root: it makes
   --connections N      sequential new connections timed                        [2000]
   --flows N            ztedge: connections held open for the RSS reading       [1000]
   --settle-ms MS       wait before reading RSS after the load                  [1000]
+  --quiet-s S          ztedge: read RSS again after S s with the flows open and
+                       idle (routers give memory back after 30 s quiet); 0: skip [35]
   --tun-mtu N          ztedge: MTU of the TUN device        [the router's default]
   --time-limit S       hard limit for the whole bench, seconds                  [600]
 `;
@@ -71,6 +73,7 @@ const opts = new BenchOptions('bench:dataplane', USAGE, {
   connections: { fallback: 2000, min: 10, max: 50_000 },
   flows: { fallback: 1000, min: 1, max: 20_000 },
   'settle-ms': { fallback: 1000, min: 0, max: 60_000 },
+  'quiet-s': { fallback: 35, min: 0, max: 600 },
   'tun-mtu': { fallback: 0, min: 576, max: 65535 },
   'time-limit': { fallback: 600, min: 30, max: 7200 },
 }, { paths: { type: 'string' } });
@@ -88,6 +91,7 @@ const SECONDS = opts.number('seconds');
 const ROUND_TRIPS = opts.number('round-trips');
 const CONNECTIONS = opts.number('connections');
 const FLOWS = opts.number('flows');
+const QUIET_S = opts.number('quiet-s');
 const FLOWS_TARGET = 1000;
 const SETTLE_MS = opts.number('settle-ms');
 const TUN_MTU = opts.given('tun-mtu') ? opts.number('tun-mtu') : undefined;
@@ -118,7 +122,7 @@ function hasProgram(name: string): boolean {
 
 // ---- the measurements ---------------------------------------------------------
 
-interface DaemonFigures { name: string; idle: ProcMemory; after: ProcMemory; flows: ProcMemory | undefined }
+interface DaemonFigures { name: string; idle: ProcMemory; after: ProcMemory; flows: ProcMemory | undefined; flowsQuiet?: ProcMemory }
 
 interface PathFigures {
   path: PathName;
@@ -185,6 +189,12 @@ async function withFlowsOpen(ctx: PathContext, t: Topology, f: PathFigures): Pro
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     t.daemons.forEach((d, i) => { f.daemons[i]!.flows = procMemory(d.pid); });
     log(`${t.daemons.map((d, i) => `${d.name} ${fmt(f.daemons[i]!.flows!.rss, 1)} MiB`).join(', ')} with ${FLOWS} flows open (opened in ${fmt(got.seconds, 2)} s)`);
+    if (QUIET_S > 0) {
+      // Routers return freed memory to the OS after 30 s without traffic (docs/memory.md): read again then.
+      await new Promise((r) => setTimeout(r, QUIET_S * 1000));
+      t.daemons.forEach((d, i) => { f.daemons[i]!.flowsQuiet = procMemory(d.pid); });
+      log(`${t.daemons.map((d, i) => `${d.name} ${fmt(f.daemons[i]!.flowsQuiet!.rss, 1)} MiB`).join(', ')} with ${FLOWS} flows open after ${QUIET_S} s quiet`);
+    }
   } finally {
     holder.child.stdin?.end();
     await holder.stop();
@@ -325,14 +335,17 @@ function report(figures: PathFigures[], failures: string[]): void {
   L.push(`| ztedge median round trip ≤ Nebula's | ${versus(zRtt, nRtt, 0, 'µs')} | ${verdict(zRtt / nRtt, (x) => x <= TARGET_RTT_VS_NEBULA)} |`);
   const gateway = zOk ? z.daemons[0]?.flows?.rss ?? NaN : NaN;
   L.push(`| gateway (edge router) RSS with ${FLOWS.toLocaleString('en-US')} flows open ≤ ${TARGET_GATEWAY_RSS_MIB} MiB | ${Number.isFinite(gateway) ? `${fmt(gateway, 1)} MiB` : 'n/a'} | ${verdict(gateway, (x) => x <= TARGET_GATEWAY_RSS_MIB)} |`);
+  const quiet = zOk ? z.daemons[0]?.flowsQuiet?.rss ?? NaN : NaN;
+  if (QUIET_S > 0) L.push(`| the same, after ${QUIET_S} s with the flows idle | ${Number.isFinite(quiet) ? `${fmt(quiet, 1)} MiB` : 'n/a'} | ${verdict(quiet, (x) => x <= TARGET_GATEWAY_RSS_MIB)} |`);
   if (FLOWS !== FLOWS_TARGET) L.push(`(the RSS target is for ${FLOWS_TARGET.toLocaleString('en-US')} flows; this run held ${FLOWS})`);
 
   const withDaemons = figures.filter((f) => f.skipped === undefined && f.daemons.length > 0);
   if (withDaemons.length > 0) {
-    L.push('', `| daemon | RSS idle, MiB | RSS after load | peak (VmHWM) | RssAnon after load | RSS with ${FLOWS.toLocaleString('en-US')} flows | RssAnon with flows |`, '|---|--:|--:|--:|--:|--:|--:|');
+    L.push('', `| daemon | RSS idle, MiB | RSS after load | peak (VmHWM) | RssAnon after load | RSS with ${FLOWS.toLocaleString('en-US')} flows | RssAnon with flows | RSS with flows, ${QUIET_S} s quiet | RssAnon, quiet |`, '|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+    const cell = (m: ProcMemory | undefined, k: 'rss' | 'anon'): string => (m === undefined ? '—' : fmt(m[k], 1));
     for (const f of withDaemons) {
       for (const d of f.daemons) {
-        L.push(`| ${d.name} | ${fmt(d.idle.rss, 1)} | ${fmt(d.after.rss, 1)} | ${fmt(d.after.hwm, 1)} | ${fmt(d.after.anon, 1)} | ${d.flows === undefined ? '—' : fmt(d.flows.rss, 1)} | ${d.flows === undefined ? '—' : fmt(d.flows.anon, 1)} |`);
+        L.push(`| ${d.name} | ${fmt(d.idle.rss, 1)} | ${fmt(d.after.rss, 1)} | ${fmt(d.after.hwm, 1)} | ${fmt(d.after.anon, 1)} | ${cell(d.flows, 'rss')} | ${cell(d.flows, 'anon')} | ${cell(d.flowsQuiet, 'rss')} | ${cell(d.flowsQuiet, 'anon')} |`);
       }
     }
     if (zOk && Number.isFinite(z.flowsOpenSeconds)) L.push(`ztedge: ${FLOWS.toLocaleString('en-US')} flows opened (each with a 1-byte echo through) in ${fmt(z.flowsOpenSeconds, 2)} s, at most 64 dials in flight.`);
