@@ -43,7 +43,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -53,6 +53,7 @@ import { buildSync } from 'esbuild';
 import { BIN, removeDir, ROOT, tempDir } from '../test/helpers/controller.js';
 import { freePort, Overlay } from '../test/helpers/overlay.js';
 import { ACK_UNIT_BYTES } from './relay.js';
+import { procCpuSeconds, procMemory } from './dataplane-common.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -163,27 +164,6 @@ function reproduceCommand(): string {
 }
 
 // ---- processes ------------------------------------------------------------
-
-/** Fields of /proc/PID/status in MiB, or NaN once the process is gone. */
-function procMiB(pid: number | undefined, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m === null ? NaN : Number(m[1]) / 1024;
-  } catch {
-    return NaN;
-  }
-}
-
-/** utime + stime of a process in seconds (proc(5) fields 14 and 15; USER_HZ 100). */
-function procCpuSeconds(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 /** Children this script spawned itself (the overlay's are stopped through it). */
 const children: ChildProcess[] = [];
@@ -407,9 +387,9 @@ async function measureAll(paths: Path[], tests: TestDef[], results: Results, fai
   for (let run = 1; run <= RUNS; run++) {
     for (const t of tests) {
       for (const p of paths) {
-        const cpu0 = p.procs.map((q) => procCpuSeconds(q.pid));
+        const cpu0 = p.procs.map((q) => procCpuSeconds(q.pid ?? -1));
         const r = await transfer(p.port, t.direction, t.circuits, BYTES, SECONDS);
-        const cpuEach = p.procs.map((q, i) => procCpuSeconds(q.pid) - cpu0[i]!);
+        const cpuEach = p.procs.map((q, i) => procCpuSeconds(q.pid ?? -1) - cpu0[i]!);
         const cpu = cpuEach.reduce((a, b) => a + b, 0);
         const gbit = (r.bytes * 8) / 1e9;
         if (r.failed !== undefined) failures.push(`${p.name} ${t.label} run ${run}: ${r.failed}`);
@@ -589,7 +569,7 @@ async function main(): Promise<number> {
     for (const p of paths) await waitForPath(p.port, 5000);
 
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    for (const p of paths) for (const q of p.procs) mem.set(q.name, { idle: procMiB(q.pid, 'VmRSS'), after: NaN, hwm: NaN, anon: NaN, quiet: NaN, quietAnon: NaN });
+    for (const p of paths) for (const q of p.procs) mem.set(q.name, { idle: procMemory(q.pid ?? -1).rss, after: NaN, hwm: NaN, anon: NaN, quiet: NaN, quietAnon: NaN });
 
     log('warm-up (untimed): 64 MiB and 200 round trips per path');
     for (const p of paths) {
@@ -604,9 +584,10 @@ async function main(): Promise<number> {
     for (const p of paths) {
       for (const q of p.procs) {
         const m = mem.get(q.name)!;
-        m.after = procMiB(q.pid, 'VmRSS');
-        m.hwm = procMiB(q.pid, 'VmHWM');
-        m.anon = procMiB(q.pid, 'RssAnon');
+        const after = procMemory(q.pid ?? -1);
+        m.after = after.rss;
+        m.hwm = after.hwm;
+        m.anon = after.anon;
       }
     }
     if (QUIET_S > 0) {
@@ -615,8 +596,9 @@ async function main(): Promise<number> {
       for (const p of paths) {
         for (const q of p.procs) {
           const m = mem.get(q.name)!;
-          m.quiet = procMiB(q.pid, 'VmRSS');
-          m.quietAnon = procMiB(q.pid, 'RssAnon');
+          const quiet = procMemory(q.pid ?? -1);
+          m.quiet = quiet.rss;
+          m.quietAnon = quiet.anon;
         }
       }
     }

@@ -383,7 +383,7 @@ export class TunIntercept implements DatagramEndpoint {
     const msg = parseIcmpv4(ip.payload);
     if (isDrop(msg)) return this.drop(msg);
     // Echo requests (type 8) to addresses we answer for: intercepted ones and our DNS addresses.
-    if (msg.type !== 8 || !(this.dnsAt.has(ip.dst) || this.intercepts.claimsAddress(ip.dst, undefined) || this.opts.dns.nameOf(ip.dst) !== undefined)) {
+    if (msg.type !== 8 || !(this.dnsAt.has(ip.dst) || this.intercepts.claimsAddress(ip.dst) || this.opts.dns.nameOf(ip.dst) !== undefined)) {
       this.counters.icmpIgnored++;
       return;
     }
@@ -406,7 +406,7 @@ export class TunIntercept implements DatagramEndpoint {
 
   /** The service a new flow to dst:port belongs to: by the name behind a pool address, else by IP/CIDR. */
   private serviceFor(protocol: 'tcp' | 'udp', dst: number, port: number): string | undefined {
-    return this.opts.dns.serviceOf(dst, protocol, port) ?? this.intercepts.match(protocol, dst, port, undefined);
+    return this.opts.dns.serviceOf(dst, protocol, port) ?? this.intercepts.match(protocol, dst, port);
   }
 
   /** The original destination for host.v1 forwardAddress: the hostname behind a pool address, else the IP. */

@@ -14,12 +14,12 @@
  */
 import { parseHostPort, parseIpv4Cidr, formatIpv4 } from '../config/address.js';
 import type { TunConfig } from '../config/index.js';
-import { DnsService } from '../dns/index.js';
+import { DnsService, type InterceptSpec } from '../dns/index.js';
 import { EdgeError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { SnapshotPolicyView } from '../policy/snapshot.js';
 import { openLinuxTun, TunNetconf, type TunDevice } from '../tun/index.js';
-import { InterceptTable, type InterceptEntry } from './intercepts.js';
+import { InterceptTable } from './intercepts.js';
 import { parseIpv4Address } from '../wire/index.js';
 import { TunIntercept, type LocalDialer } from './tun-intercept.js';
 
@@ -116,7 +116,7 @@ export class TunMode {
     if (this.stopped) return;
     const entries = view === undefined ? [] : interceptEntries(view, this.opts.routerId);
     const table = new InterceptTable(entries);
-    this.dns.setIntercepts(entries.map((e) => ({ service: e.service, addresses: e.addresses, portRanges: e.portRanges, protocols: e.protocols })));
+    this.dns.setIntercepts(entries);
     this.shell.setIntercepts(table);
     // Routes are added as services appear; one no longer intercepted stays routed (its packets find no
     // service and are refused) until the router stops, so a policy flap never races route changes.
@@ -151,8 +151,8 @@ export class TunMode {
  * The intercept.v1 data of the services this router's identity may Dial and
  * that may use this router (a service edge router policy), sorted by name.
  */
-export function interceptEntries(view: SnapshotPolicyView, routerId: string): InterceptEntry[] {
-  const out: InterceptEntry[] = [];
+export function interceptEntries(view: SnapshotPolicyView, routerId: string): InterceptSpec[] {
+  const out: InterceptSpec[] = [];
   for (const svc of view.snapshot.services) {
     const i = svc.intercept;
     if (i === undefined) continue;
