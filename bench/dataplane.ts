@@ -62,7 +62,8 @@ const USAGE = `Usage: npm run bench:dataplane -- [options]    (as root: it makes
   --flows N            ztedge: connections held open for the RSS reading       [1000]
   --settle-ms MS       wait before reading RSS after the load                  [1000]
   --quiet-s S          ztedge: read RSS again after S s with the flows open and
-                       idle (routers give memory back after 30 s quiet); 0: skip [35]
+                       idle (routers give memory back a few s after traffic
+                       stops, docs/memory.md); 0: skip                         [35]
   --tun-mtu N          ztedge: MTU of the TUN device        [the router's default]
   --time-limit S       hard limit for the whole bench, seconds                  [600]
 `;

@@ -14,7 +14,8 @@ import { PolicySync } from '../router/policy-sync.js';
 import { PostureWatcher } from '../router/posture.js';
 import { Router, type HostTarget, type PolicyView } from '../router/router.js';
 import { TunMode } from '../router/tun-mode.js';
-import { MemoryReleaser, findMallocTrim, reportMemoryOnSignal } from '../router/memory.js';
+import { MemoryReleaser, findAddonFunction, reportMemoryOnSignal } from '../router/memory.js';
+import { unmapIdleFilePages, type UnmapFn } from '../router/file-pages.js';
 import { loadTunAddon } from '../tun/index.js';
 import { parse, str, untilStopSignal, type Command } from './command.js';
 import { promises as fs } from 'node:fs';
@@ -142,9 +143,17 @@ export const routerCommand: Command = {
     }
     log.info({ routerId, controller: identity.apiUrl, ports: router.boundPorts() }, 'router ready');
     // Memory (docs/memory.md): `kill -USR2 PID` logs where it goes; once traffic has been quiet for
-    // 30 s, freed memory goes back to the OS where the TUN addon offers malloc_trim (glibc).
-    const trim = findMallocTrim(() => loadTunAddon());
-    const releaser = trim === undefined ? undefined : new MemoryReleaser({ trim });
+    // a few seconds, freed memory goes back to the OS where the TUN addon offers malloc_trim (glibc),
+    // and the node binary's pages the router stopped touching are unmapped.
+    const memLog = log.child({ subsys: 'memory' });
+    const mibOf = (bytes: number): number => Math.round(bytes / 10485.76) / 100;
+    const trim = findAddonFunction<() => unknown>(() => loadTunAddon(), 'mallocTrim');
+    const unmap = findAddonFunction<UnmapFn>(() => loadTunAddon(), 'unmapFilePages');
+    const releaser = trim === undefined ? undefined : new MemoryReleaser({
+      trim,
+      unmapFilePages: unmap === undefined ? undefined : () => unmapIdleFilePages(unmap),
+      onRelease: ({ rssBeforeBytes, rssAfterBytes, waitMs }) => memLog.debug({ rssBefore: mibOf(rssBeforeBytes), rssAfter: mibOf(rssAfterBytes), waitMs }, 'memory released'),
+    });
     releaser?.start();
     const stopMemoryReport = reportMemoryOnSignal(log, releaser);
     await untilStopSignal(log);

@@ -1,7 +1,7 @@
 /*
  * tun.c: the only native code ztedge owns. It opens a Linux TUN device,
- * reads packets with a libuv poll handle and writes packets back, and
- * nothing else: every decision (names, batching policy, counters, errors
+ * reads packets with a libuv poll handle and writes packets back; it also
+ * gives the router two memory calls libc has and Node lacks. Every decision (names, batching policy, counters, errors
  * to show) is taken in TypeScript, in src/tun/linux.ts, which is the only
  * caller.
  *
@@ -18,6 +18,7 @@
  *   setOffload(fd, flags)      -> undefined      throws like open
  *   setSndbuf(fd, bytes)       -> undefined      throws like open
  *   mallocTrim()               -> 0 | 1          glibc only: malloc_trim(0) (see src/router/memory.ts)
+ *   unmapFilePages(addr, len)  -> 0 | -errno     madvise(MADV_DONTNEED) (see src/router/file-pages.ts)
  *   constants
  *
  * Why a poll handle and not a libuv stream: a TUN fd is packet-oriented
@@ -449,6 +450,26 @@ static napi_value malloc_trim_fn(napi_env env, napi_callback_info info) {
 }
 #endif
 
+/* unmapFilePages(addr, length) -> 0 | -errno: madvise(MADV_DONTNEED) on a
+ * page-aligned range of a read-only, clean, file-backed mapping (the caller,
+ * src/router/file-pages.ts, picks the ranges from /proc/self/smaps). The pages
+ * stay in the page cache; the next touch maps them again with a minor fault.
+ * Never call it on a writable or copied-on-write mapping: DONTNEED would
+ * throw their contents away. */
+#include <sys/mman.h>
+static napi_value unmap_file_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  double addr, len;
+  CHECK_ARG(env, napi_get_value_double(env, argv[0], &addr) == napi_ok && addr > 0 && addr < 9007199254740992.0, "addr must be a positive integer");
+  CHECK_ARG(env, napi_get_value_double(env, argv[1], &len) == napi_ok && len > 0 && len < 9007199254740992.0, "length must be a positive integer");
+  uintptr_t a = (uintptr_t)addr;
+  size_t n = (size_t)len;
+  long page = sysconf(_SC_PAGESIZE);
+  CHECK_ARG(env, (double)a == addr && (double)n == len && a % (uintptr_t)page == 0 && n % (size_t)page == 0, "addr and length must be whole pages");
+  return int_value(env, madvise((void *)a, n, MADV_DONTNEED) < 0 ? -errno : 0);
+}
+
 /* ---- module --------------------------------------------------------------- */
 
 /* Environment teardown (process exit, worker termination): close every poll
@@ -497,6 +518,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   set_fn(env, exports, "close", close_tun);
   set_fn(env, exports, "setOffload", set_offload);
   set_fn(env, exports, "setSndbuf", set_sndbuf);
+  set_fn(env, exports, "unmapFilePages", unmap_file_pages);
 #ifdef __GLIBC__
   set_fn(env, exports, "mallocTrim", malloc_trim_fn);
 #endif

@@ -13,16 +13,22 @@
  * returns freed pages only from the top of the heap. A scavenge followed by
  * malloc_trim(0) takes an idle router from ~88 to ~63 MiB RSS.
  *
- * Why only after a long quiet spell: pages given back are faulted in again
- * when traffic returns (measured on this 2-core VM: bursts 2 s apart with a
- * release in each gap cost 20–30 % more CPU per Gbit). And never a full
- * (mark-compact) GC: after one, V8 sizes the old generation from what is
- * live and --initial-old-space-size stops holding off the full-GC storms
- * (src/router/node-flags.ts): a full GC in each gap cost 20 % CPU per Gbit.
+ * When: after a few seconds of quiet (3 s), waiting twice as long each time
+ * the RSS grew back within 30 s of a release (up to 30 s), so bursty traffic
+ * soon stops paying for pages given back and faulted in again (measured on
+ * this 2-core VM: bursts 2 s apart with a release in each gap cost 20–30 %
+ * more CPU per Gbit). And never a full (mark-compact) GC: after one, V8
+ * sizes the old generation from what is live and --initial-old-space-size
+ * stops holding off the full-GC storms (src/router/node-flags.ts): a full
+ * GC in each gap cost 20 % CPU per Gbit.
  *
- * malloc_trim needs native code: it is used when the `@ztedge/tun` addon
- * exports `mallocTrim` (glibc builds); without it nothing is released (a GC
- * alone frees the Buffers but glibc keeps the pages: no RSS change).
+ * With the trim, the node binary's file pages the router stopped touching
+ * are unmapped (file-pages.ts): VmRSS then counts what a quiet router uses.
+ *
+ * malloc_trim and madvise need native code: they come from the `@ztedge/tun`
+ * addon (`mallocTrim` on glibc builds, `unmapFilePages`); without it nothing
+ * is released (a GC alone frees the Buffers but glibc keeps the pages: no
+ * RSS change).
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -124,10 +130,22 @@ export interface MemoryReleaserOptions {
   checkEveryMs?: number;
   /** The loop counts as quiet below this utilization over one tick. Default 0.1. */
   quietBelow?: number;
-  /** Release only after the loop has been quiet this long. Default 30 s. */
+  /**
+   * Release once the loop has been quiet this long. Default 3 s. Doubled
+   * (up to `maxQuietForMs`) each time the RSS grows back by `growthBytes`
+   * within `regretWithinMs` of a release, halved each time it does not.
+   */
   quietForMs?: number;
+  /** Longest wait the doubling reaches. Default 30 s. */
+  maxQuietForMs?: number;
+  /** The RSS grown back this soon after a release means the release came too early. Default 30 s. */
+  regretWithinMs?: number;
   /** …and the RSS grew this much since the last release (or the start). Default 8 MiB. */
   growthBytes?: number;
+  /** Unmaps clean file pages not touched since (file-pages.ts); run with each trim when given. */
+  unmapFilePages?: () => unknown;
+  /** Told after each release: RSS before the scavenge and after the trim (bytes), and the wait now in force. */
+  onRelease?: (info: { rssBeforeBytes: number; rssAfterBytes: number; waitMs: number }) => void;
 }
 
 /** What {@link MemoryReleaser.check} did on one tick. */
@@ -135,16 +153,16 @@ export type ReleaseStep = 'none' | 'collected' | 'trimmed';
 
 /**
  * Gives memory back to the OS once a router has gone quiet: when the event
- * loop has been quiet for `quietForMs` and the RSS grew by `growthBytes`
+ * loop has been quiet for `waitMs` and the RSS grew by `growthBytes`
  * since the last release, a scavenge (dead Buffers freed), then on the next
- * tick `trim` (V8 frees the Buffers' memory on a background thread after
- * the collection: a trim at once found much of it still held). Start-up
- * garbage is trimmed on the first tick. Nothing runs per packet; the timer
- * is unref'd.
+ * tick `trim` and `unmapFilePages` (V8 frees the Buffers' memory on a
+ * background thread after the collection: a trim at once found much of it
+ * still held). Start-up garbage is released on the first tick. Nothing runs
+ * per packet; the timer is unref'd.
  *
  * @example
  * ```ts
- * const trim = findMallocTrim(() => loadTunAddon());
+ * const trim = findAddonFunction(() => loadTunAddon(), 'mallocTrim');
  * const releaser = trim === undefined ? undefined : new MemoryReleaser({ trim });
  * releaser?.start();   // … releaser?.stop() on shutdown
  * ```
@@ -152,9 +170,15 @@ export type ReleaseStep = 'none' | 'collected' | 'trimmed';
 export class MemoryReleaser {
   /** Trims done so far (the start-up one included). */
   releases = 0;
+  /** Quiet time the next release waits for (adapts between quietForMs and maxQuietForMs). */
+  waitMs: number;
   private floorBytes = 0;
   private trimDue = false;
   private quietSinceMs: number | undefined;
+  /** When the last release after traffic was done; cleared once traffic came back. */
+  private releasedAtMs: number | undefined;
+  /** RSS when the release under way began. */
+  private rssAtCollectBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly gc: () => void;
   private readonly rssBytes: () => number;
@@ -163,6 +187,8 @@ export class MemoryReleaser {
   private readonly checkEveryMs: number;
   private readonly quietBelow: number;
   private readonly quietForMs: number;
+  private readonly maxQuietForMs: number;
+  private readonly regretWithinMs: number;
   private readonly growthBytes: number;
 
   constructor(private readonly opts: MemoryReleaserOptions) {
@@ -172,14 +198,18 @@ export class MemoryReleaser {
     this.nowMs = opts.nowMs ?? Date.now;
     this.checkEveryMs = opts.checkEveryMs ?? 1000;
     this.quietBelow = opts.quietBelow ?? 0.1;
-    this.quietForMs = opts.quietForMs ?? 30_000;
+    this.quietForMs = opts.quietForMs ?? 3000;
+    this.maxQuietForMs = Math.max(this.quietForMs, opts.maxQuietForMs ?? 30_000);
+    this.regretWithinMs = opts.regretWithinMs ?? 30_000;
     this.growthBytes = opts.growthBytes ?? 8 * MiB;
+    this.waitMs = this.quietForMs;
   }
 
   /** Starts watching; the first tick trims what start-up left (config parsing, the validator's compilation). */
   start(): void {
     if (this.timer !== undefined) return;
     this.floorBytes = this.rssBytes();
+    this.rssAtCollectBytes = this.floorBytes;
     this.trimDue = true;
     this.timer = setInterval(() => this.check(), this.checkEveryMs);
     this.timer.unref();
@@ -192,9 +222,10 @@ export class MemoryReleaser {
   }
 
   /**
-   * One tick: finishes a release begun on the previous tick (trim, new
-   * floor), or begins one (scavenge) when the loop has been quiet for
-   * `quietForMs` and the RSS grew by `growthBytes`.
+   * One tick: finishes a release begun on the previous tick (trim, file
+   * pages, new floor), or begins one (scavenge) when the loop has been quiet
+   * for `waitMs` and the RSS grew by `growthBytes`; and judges the last
+   * release (see judgeLastRelease).
    */
   check(): ReleaseStep {
     const busy = this.busyRatio();
@@ -202,19 +233,37 @@ export class MemoryReleaser {
     if (this.trimDue) {
       this.trimDue = false;
       this.opts.trim();
+      this.opts.unmapFilePages?.();
+      if (this.releases > 0) this.releasedAtMs = now;
       this.releases++;
       this.floorBytes = this.rssBytes();
+      this.opts.onRelease?.({ rssBeforeBytes: this.rssAtCollectBytes, rssAfterBytes: this.floorBytes, waitMs: this.waitMs });
       return 'trimmed';
     }
+    if (this.releasedAtMs !== undefined) this.judgeLastRelease(now);
     if (busy >= this.quietBelow) {
       this.quietSinceMs = undefined;
       return 'none';
     }
     this.quietSinceMs ??= now;
-    if (now - this.quietSinceMs < this.quietForMs || this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
+    if (now - this.quietSinceMs < this.waitMs || this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
+    this.rssAtCollectBytes = this.rssBytes();
     this.gc();
     this.trimDue = true;
     return 'collected';
+  }
+
+  /**
+   * A release that traffic undid soon (the RSS grew back by `growthBytes`
+   * within `regretWithinMs`: pages given back were faulted in again) doubles
+   * the wait; one that held that long halves it.
+   */
+  private judgeLastRelease(now: number): void {
+    const regrown = this.rssBytes() - this.floorBytes >= this.growthBytes;
+    const held = now - this.releasedAtMs! >= this.regretWithinMs;
+    if (!regrown && !held) return;
+    this.waitMs = regrown && !held ? Math.min(this.waitMs * 2, this.maxQuietForMs) : Math.max(this.quietForMs, this.waitMs / 2);
+    this.releasedAtMs = undefined;
   }
 }
 
@@ -250,15 +299,17 @@ export function youngGc(): void {
 }
 
 /**
- * glibc's malloc_trim from the `@ztedge/tun` addon when it exports one
- * (`mallocTrim`), else undefined. `load` returns the addon or throws
- * (src/tun/linux.ts loadTunAddon); a missing addon is not an error here.
+ * A function of the `@ztedge/tun` addon, bound to it, when the addon loads
+ * and exports one of that name (`mallocTrim` only on glibc builds;
+ * `unmapFilePages` since the addon of this release), else undefined. `load`
+ * returns the addon or throws (src/tun/linux.ts loadTunAddon); a missing
+ * addon is not an error here.
  */
-export function findMallocTrim(load: () => unknown): (() => unknown) | undefined {
+export function findAddonFunction<F extends (...args: never[]) => unknown>(load: () => unknown, name: 'mallocTrim' | 'unmapFilePages'): F | undefined {
   try {
-    const addon = load() as { mallocTrim?: unknown };
-    const fn = addon.mallocTrim;
-    return typeof fn === 'function' ? () => (fn as () => unknown).call(addon) : undefined;
+    const addon = load() as Record<string, unknown>;
+    const fn = addon[name];
+    return typeof fn === 'function' ? (fn.bind(addon) as F) : undefined;
   } catch {
     return undefined;
   }

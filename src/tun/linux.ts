@@ -53,6 +53,8 @@ export interface TunAddon {
   setSndbuf(fd: number, bytes: number): void;
   /** glibc only: malloc_trim(0), giving freed heap pages back to the OS (src/router/memory.ts). Absent on other libcs. */
   mallocTrim?(): number;
+  /** madvise(MADV_DONTNEED) on whole pages of a clean read-only file mapping: 0 or -errno (src/router/file-pages.ts). */
+  unmapFilePages?(addr: number, length: number): number;
   readonly constants: TunAddonConstants;
 }
 

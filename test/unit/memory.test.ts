@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { MemoryReleaser, findMallocTrim, memoryFigures, readProcStatus, reportMemoryOnSignal, youngGc } from '../../src/router/memory.js';
+import { MemoryReleaser, findAddonFunction, memoryFigures, readProcStatus, reportMemoryOnSignal, youngGc } from '../../src/router/memory.js';
 import { ROUTER_ENV, ROUTER_NODE_FLAGS } from '../../src/router/node-flags.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -112,6 +112,56 @@ test('releaser: after load, scavenge once quiet for 30 s and grown by 8 MiB, tri
   r.stop();
 });
 
+test('releaser: waits 3 s by default; RSS grown back soon after a release doubles the wait, a release that holds halves it', () => {
+  const state = { rss: 60 * MiB, busy: 0, now: 0, calls: [] as string[], released: [] as Array<{ rssBeforeBytes: number; rssAfterBytes: number; waitMs: number }> };
+  const r = new MemoryReleaser({
+    gc: () => { state.calls.push('gc'); },
+    trim: () => { state.calls.push('trim'); state.rss -= 20 * MiB; },
+    unmapFilePages: () => { state.calls.push('unmap'); },
+    onRelease: (info) => { state.released.push(info); },
+    rssBytes: () => state.rss,
+    busyRatio: () => state.busy,
+    nowMs: () => state.now,
+    checkEveryMs: 60_000,
+  });
+  const tick = (busy: number, ms = 1000): string => { state.busy = busy; state.now += ms; return r.check(); };
+  const burst = (): void => { state.rss += 30 * MiB; for (let i = 0; i < 3; i++) assert.equal(tick(0.8), 'none'); };
+  /** Quiet ticks until a release begins; returns how many it took. */
+  const quietUntilRelease = (): number => {
+    for (let i = 1; i <= 120; i++) if (tick(0.01) === 'collected') { assert.equal(tick(0.01), 'trimmed'); return i; }
+    return -1;
+  };
+  r.start();
+  assert.equal(r.check(), 'trimmed');
+  assert.deepEqual(state.calls, ['trim', 'unmap'], 'file pages unmapped with every trim, start-up too');
+  assert.equal(r.waitMs, 3000);
+  burst();
+  assert.equal(quietUntilRelease(), 4, 'first quiet tick starts the count; released 3 s later');
+  assert.deepEqual(state.released.at(-1), { rssBeforeBytes: 70 * MiB, rssAfterBytes: 50 * MiB, waitMs: 3000 });
+  burst();
+  assert.equal(r.waitMs, 6000, 'RSS grown back within 30 s of the release: wait twice as long');
+  assert.equal(quietUntilRelease(), 7);
+  burst();
+  assert.equal(r.waitMs, 12_000);
+  for (let i = 0; i < 6; i++) { burst(); for (let q = 0; q < 2; q++) tick(0.01); }
+  assert.equal(r.waitMs, 12_000, 'bursts 3 s apart: no release in their gaps, so nothing to judge');
+  assert.equal(quietUntilRelease(), 11, 'the quiet count began in the last gap (2 ticks)');
+  for (let i = 0; i < 40; i++) assert.equal(tick(0), 'none', 'quiet: no release without growth');
+  assert.equal(r.waitMs, 6000, 'the release held for 30 s: the wait halves');
+  state.rss += 2 * MiB;
+  for (let i = 0; i < 5; i++) tick(0.5);
+  burst();
+  assert.equal(quietUntilRelease(), 7);
+  for (let i = 0; i < 40; i++) tick(0);
+  assert.equal(r.waitMs, 3000, 'never below quietForMs');
+  for (let i = 0; i < 6; i++) { burst(); assert.ok(quietUntilRelease() > 0); }
+  burst();
+  assert.equal(r.waitMs, 30_000, 'capped at 30 s');
+  assert.equal(state.calls.filter((c) => c === 'unmap').length, r.releases);
+  assert.equal(state.released.length, r.releases, 'told of every release, the start-up one too');
+  r.stop();
+});
+
 test('releaser: stop() drops a trim still due', () => {
   const { r, state } = fakeReleaser();
   r.start();
@@ -134,14 +184,15 @@ test('releaser timer is unref\'d (keeps no process alive), started once, removed
   assert.equal(timerOf(), undefined);
 });
 
-test('findMallocTrim: the addon\'s mallocTrim when it has one; undefined when missing or without it', () => {
-  assert.equal(findMallocTrim(() => { throw new Error('Cannot find module'); }), undefined);
-  assert.equal(findMallocTrim(() => ({ open: () => 0 })), undefined);
+test('findAddonFunction: the addon\'s function bound to it; undefined when the addon is missing or lacks it', () => {
+  assert.equal(findAddonFunction(() => { throw new Error('Cannot find module'); }, 'mallocTrim'), undefined);
+  assert.equal(findAddonFunction(() => ({ open: () => 0 }), 'mallocTrim'), undefined);
   const addon = { released: 0, mallocTrim(this: { released: number }) { this.released++; return true; } };
-  const trim = findMallocTrim(() => addon);
+  const trim = findAddonFunction<() => unknown>(() => addon, 'mallocTrim');
   assert.ok(trim !== undefined);
   assert.equal(trim(), true);
   assert.equal(addon.released, 1, 'called on the addon object');
+  assert.equal(findAddonFunction(() => addon, 'unmapFilePages'), undefined);
 });
 
 test('youngGc frees Buffers that died young, without leaving a gc global behind', () => {
