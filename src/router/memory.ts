@@ -142,6 +142,12 @@ export interface MemoryReleaserOptions {
   regretWithinMs?: number;
   /** …and the RSS grew this much since the last release (or the start). Default 8 MiB. */
   growthBytes?: number;
+  /**
+   * A release that freed at least this much is followed by another after
+   * the next quiet spell, grown or not: Buffers still in flight at one
+   * scavenge die by the next. Default 2 MiB.
+   */
+  followUpBytes?: number;
   /** Unmaps clean file pages not touched since (file-pages.ts); run with each trim when given. */
   unmapFilePages?: () => unknown;
   /** Told after each release: RSS before the scavenge and after the trim (bytes), and the wait now in force. */
@@ -174,6 +180,10 @@ export class MemoryReleaser {
   waitMs: number;
   private floorBytes = 0;
   private trimDue = false;
+  /** The start-up release (scavenge on the first tick, trim on the second) is still to come. */
+  private startupDue = false;
+  /** The last release freed at least `followUpBytes`: release again after the next quiet spell, grown or not. */
+  private followUp = false;
   private quietSinceMs: number | undefined;
   /** When the last release after traffic was done; cleared once traffic came back. */
   private releasedAtMs: number | undefined;
@@ -190,6 +200,7 @@ export class MemoryReleaser {
   private readonly maxQuietForMs: number;
   private readonly regretWithinMs: number;
   private readonly growthBytes: number;
+  private readonly followUpBytes: number;
 
   constructor(private readonly opts: MemoryReleaserOptions) {
     this.gc = opts.gc ?? youngGc;
@@ -202,6 +213,7 @@ export class MemoryReleaser {
     this.maxQuietForMs = Math.max(this.quietForMs, opts.maxQuietForMs ?? 30_000);
     this.regretWithinMs = opts.regretWithinMs ?? 30_000;
     this.growthBytes = opts.growthBytes ?? 8 * MiB;
+    this.followUpBytes = opts.followUpBytes ?? 2 * MiB;
     this.waitMs = this.quietForMs;
   }
 
@@ -209,8 +221,7 @@ export class MemoryReleaser {
   start(): void {
     if (this.timer !== undefined) return;
     this.floorBytes = this.rssBytes();
-    this.rssAtCollectBytes = this.floorBytes;
-    this.trimDue = true;
+    this.startupDue = true;
     this.timer = setInterval(() => this.check(), this.checkEveryMs);
     this.timer.unref();
   }
@@ -219,6 +230,7 @@ export class MemoryReleaser {
     clearInterval(this.timer);
     this.timer = undefined;
     this.trimDue = false;
+    this.startupDue = false;
   }
 
   /**
@@ -230,6 +242,10 @@ export class MemoryReleaser {
   check(): ReleaseStep {
     const busy = this.busyRatio();
     const now = this.nowMs();
+    if (this.startupDue) {
+      this.startupDue = false;
+      return this.collect();
+    }
     if (this.trimDue) {
       this.trimDue = false;
       this.opts.trim();
@@ -237,6 +253,7 @@ export class MemoryReleaser {
       if (this.releases > 0) this.releasedAtMs = now;
       this.releases++;
       this.floorBytes = this.rssBytes();
+      this.followUp = this.rssAtCollectBytes - this.floorBytes >= this.followUpBytes;
       this.opts.onRelease?.({ rssBeforeBytes: this.rssAtCollectBytes, rssAfterBytes: this.floorBytes, waitMs: this.waitMs });
       return 'trimmed';
     }
@@ -246,7 +263,14 @@ export class MemoryReleaser {
       return 'none';
     }
     this.quietSinceMs ??= now;
-    if (now - this.quietSinceMs < this.waitMs || this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
+    if (now - this.quietSinceMs < this.waitMs) return 'none';
+    if (!this.followUp && this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
+    this.quietSinceMs = undefined;
+    return this.collect();
+  }
+
+  /** Begins a release: the scavenge now, the trim on the next tick. */
+  private collect(): ReleaseStep {
     this.rssAtCollectBytes = this.rssBytes();
     this.gc();
     this.trimDue = true;

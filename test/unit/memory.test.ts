@@ -61,24 +61,48 @@ function fakeReleaser() {
     checkEveryMs: 60_000,
     quietForMs: 30_000,
     growthBytes: 8 * MiB,
+    followUpBytes: 100 * MiB, // follow-ups have a test of their own
   });
   return { r, state };
 }
 
-test('releaser: trims start-up garbage on the first tick, no GC', () => {
+test('releaser: start-up garbage goes on the first two ticks (scavenge, then trim)', () => {
   const { r, state } = fakeReleaser();
   r.start();
   assert.deepEqual(state.calls, []);
+  assert.equal(r.check(), 'collected');
   assert.equal(r.check(), 'trimmed');
-  assert.deepEqual(state.calls, ['trim']);
+  assert.deepEqual(state.calls, ['gc', 'trim']);
   assert.equal(r.releases, 1);
+  r.stop();
+});
+
+test('releaser: a release that freed 2 MiB or more is followed by another after the next quiet spell, until one frees less', () => {
+  let freeable = [12, 5, 1, 0].map((n) => n * MiB);
+  const state = { rss: 50 * MiB, busy: 0, now: 0 };
+  const r = new MemoryReleaser({
+    gc: () => undefined,
+    trim: () => { state.rss -= freeable.shift() ?? 0; },
+    rssBytes: () => state.rss,
+    busyRatio: () => state.busy,
+    nowMs: () => state.now,
+    checkEveryMs: 60_000,
+  });
+  const steps: string[] = [];
+  r.start();
+  for (let i = 0; i < 40; i++) { state.now += 1000; const step = r.check(); if (step !== 'none') steps.push(`${i}:${step}`); }
+  // start-up (12 MiB freed) → follow-up 3 s later (5 MiB) → another (1 MiB) → none: under 2 MiB and no growth.
+  assert.deepEqual(steps, ['0:collected', '1:trimmed', '5:collected', '6:trimmed', '10:collected', '11:trimmed']);
+  assert.equal(state.rss, 32 * MiB);
+  freeable = [];
   r.stop();
 });
 
 test('releaser: after load, scavenge once quiet for 30 s and grown by 8 MiB, trim on the next tick', () => {
   const { r, state } = fakeReleaser();
   r.start();
-  r.check(); // start-up trim: floor 40 MiB
+  r.check(); // start-up release: scavenge…
+  r.check(); // …and trim: floor 40 MiB
   state.calls.length = 0;
   // A burst: busy ticks, the RSS grows.
   state.rss = 90 * MiB;
@@ -119,6 +143,7 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
     trim: () => { state.calls.push('trim'); state.rss -= 20 * MiB; },
     unmapFilePages: () => { state.calls.push('unmap'); },
     onRelease: (info) => { state.released.push(info); },
+    followUpBytes: 100 * MiB,
     rssBytes: () => state.rss,
     busyRatio: () => state.busy,
     nowMs: () => state.now,
@@ -132,8 +157,9 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
     return -1;
   };
   r.start();
+  assert.equal(r.check(), 'collected');
   assert.equal(r.check(), 'trimmed');
-  assert.deepEqual(state.calls, ['trim', 'unmap'], 'file pages unmapped with every trim, start-up too');
+  assert.deepEqual(state.calls, ['gc', 'trim', 'unmap'], 'file pages unmapped with every trim, start-up too');
   assert.equal(r.waitMs, 3000);
   burst();
   assert.equal(quietUntilRelease(), 4, 'first quiet tick starts the count; released 3 s later');
