@@ -23,7 +23,7 @@ import type { KeyStore } from '../keys/types.js';
 import { signExporterProof, verifyExporterProof } from '../keys/proof.js';
 import type { Logger } from '../log/index.js';
 import {
-  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, bytes, decodeControl, encodeControl, num, str, writeHeader,
+  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, bytes, decodeControl, encodeControl, num, str, withHeader, writeHeader,
   type CloseCodeValue, type FrameHandler,
 } from '../wire/index.js';
 import { identityOf } from './trust.js';
@@ -36,6 +36,14 @@ export interface LinkSettings {
   helloTimeoutMs: number;
   maxBodyBytes: number;
 }
+
+/**
+ * Bodies up to this size are copied behind their header into one buffer:
+ * cheaper than a corked two-piece write, which Node's TLS socket copies into
+ * one buffer anyway. Covers control frames, CREDIT and small DATA (request /
+ * response traffic).
+ */
+const SMALL_BODY_BYTES = 1024;
 
 export const DEFAULT_LINK_SETTINGS: LinkSettings = { keepaliveMs: 15_000, deadAfterMs: 45_000, helloTimeoutMs: 10_000, maxBodyBytes: 256 * 1024 };
 
@@ -105,23 +113,43 @@ export class Link extends EventEmitter implements FrameHandler {
   }
 
   /**
-   * Sends one DATA frame: header and payload handed to the socket together
-   * (cork/uncork), the payload not copied. Returns false when the socket's
-   * buffer is full: wait for 'drain' before sending more.
+   * Sends one DATA frame without copying the payload (see sendFrame).
+   * Returns false when the socket's buffer is full: wait for 'drain' before
+   * sending more.
    */
   sendData(circuitId: number, payload: Buffer, fin = false): boolean {
     return this.sendFrame(FrameType.DATA, fin ? FrameFlags.FIN : 0, circuitId, payload);
   }
 
-  /** Sends a frame whose body is already encoded (CREDIT, FIN, RESET, …). */
+  /**
+   * Sends a frame. The socket gets one buffer whenever that costs no large
+   * copy, because Node's TLS socket copies the pieces of a corked write into
+   * one buffer anyway: a small body is copied behind its header; a body with
+   * frame headroom (one the decoder copied, forwarded by a transit router)
+   * gets its header written in front; any other body goes as header + body
+   * in one corked write.
+   */
   sendFrame(type: number, flags: number, circuitId: number, body: Buffer): boolean {
     if (this.state === 'closed') return false;
-    const h = Buffer.allocUnsafe(HEADER_BYTES);
-    writeHeader(h, 0, type, flags, circuitId, body.length);
-    this.socket.cork();
-    this.socket.write(h);
-    const ok = body.length === 0 ? true : this.socket.write(body);
-    this.socket.uncork();
+    const n = body.length;
+    let ok: boolean;
+    if (n <= SMALL_BODY_BYTES) {
+      const f = Buffer.allocUnsafe(HEADER_BYTES + n);
+      writeHeader(f, 0, type, flags, circuitId, n);
+      if (n > 0) body.copy(f, HEADER_BYTES);
+      ok = this.socket.write(f);
+    } else {
+      const framed = withHeader(body, type, flags, circuitId);
+      if (framed !== undefined) ok = this.socket.write(framed);
+      else {
+        const h = Buffer.allocUnsafe(HEADER_BYTES);
+        writeHeader(h, 0, type, flags, circuitId, n);
+        this.socket.cork();
+        this.socket.write(h);
+        ok = this.socket.write(body);
+        this.socket.uncork();
+      }
+    }
     return ok && this.socket.writableLength < this.socket.writableHighWaterMark;
   }
 

@@ -110,6 +110,39 @@ export function header(type: number, flags: number, circuitId: number, bodyLengt
   return b;
 }
 
+/**
+ * Bodies with room for a frame header in front of them. The decoder copies a
+ * body that straddles chunks into a buffer of its own, 12 bytes longer and
+ * registered here, so a transit router can forward that body by writing the
+ * next hop's header into the spare bytes and handing the socket one
+ * contiguous buffer: Node's TLS socket copies the pieces of a corked
+ * header + body write into one buffer before encrypting (a memmove and a
+ * malloc per frame). Keyed by the ArrayBuffer, so a body cut down by
+ * subarray() (whose leading bytes may be someone else's data) never matches.
+ */
+const HEADROOM = new WeakSet<ArrayBufferLike>();
+
+/** An owned body of `n` bytes with registered frame headroom (see {@link withHeader}). */
+export function allocWithHeadroom(n: number): Buffer {
+  const whole = Buffer.allocUnsafeSlow(HEADER_BYTES + n);
+  HEADROOM.add(whole.buffer);
+  return whole.subarray(HEADER_BYTES);
+}
+
+/**
+ * The frame `header + body` as one buffer, written in the body's headroom
+ * when it has registered headroom (made by {@link allocWithHeadroom}, and
+ * the whole of it), else undefined. Writes over the 12 bytes before the
+ * body: only the body's single sender may call it.
+ */
+export function withHeader(body: Buffer, type: number, flags: number, circuitId: number): Buffer | undefined {
+  const ab = body.buffer;
+  if (body.byteOffset !== HEADER_BYTES || body.byteLength + HEADER_BYTES !== ab.byteLength || !HEADROOM.has(ab)) return undefined;
+  const frame = Buffer.from(ab, 0, ab.byteLength);
+  writeHeader(frame, 0, type, flags, circuitId, body.length);
+  return frame;
+}
+
 /** Header and body in one new buffer: for control frames and tests, not for DATA. */
 export function encodeFrame(type: number, flags: number, circuitId: number, body: Buffer): Buffer {
   const b = Buffer.allocUnsafe(HEADER_BYTES + body.length);
@@ -122,7 +155,7 @@ export function encodeFrame(type: number, flags: number, circuitId: number, body
  * Streaming decoder. Keeps a list of pending chunks instead of
  * concatenating them; a header that straddles chunks is copied into a 12-byte
  * scratch buffer, a body that straddles chunks is copied once into a buffer
- * of its exact size. After a protocol error it ignores further input.
+ * of its own, with room for a header in front ({@link allocWithHeadroom}). After a protocol error it ignores further input.
  */
 export class FrameDecoder {
   private readonly chunks: Buffer[] = [];
@@ -207,7 +240,7 @@ export class FrameDecoder {
     }
   }
 
-  /** Removes and returns the next `n` bytes: a view if contiguous, else one copy. */
+  /** Removes and returns the next `n` bytes: a view if contiguous, else one copy (with frame headroom). */
   private take(n: number): Buffer {
     if (n === 0) return EMPTY;
     const first = this.chunks[0]!;
@@ -216,7 +249,7 @@ export class FrameDecoder {
       this.consume(n);
       return view;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = allocWithHeadroom(n);
     let copied = 0;
     while (copied < n) {
       const c = this.chunks[0]!;

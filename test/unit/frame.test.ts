@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, decodeControl, decodeCredit, encodeControl, encodeCredit, encodeFrame, header,
+  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, allocWithHeadroom, decodeControl, decodeCredit, encodeControl, encodeCredit,
+  encodeFrame, header, withHeader,
   type CloseCodeValue, type FrameHandler,
 } from '../../src/wire/index.js';
 
@@ -84,6 +85,39 @@ test('a frame inside one chunk is delivered as a view of that chunk (zero-copy)'
   assert.equal(body.buffer, chunk.buffer, 'same memory');
   assert.equal(body.byteOffset, chunk.byteOffset + HEADER_BYTES);
   assert.equal(body.length, 1000);
+});
+
+test('a body that straddles chunks is copied once, with headroom a forwarder fills with the next header', () => {
+  const payload = Buffer.alloc(50_000);
+  for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
+  const stream = encodeFrame(FrameType.DATA, 0, 3, payload);
+  const d = new FrameDecoder();
+  const bodies: Buffer[] = [];
+  const handler: FrameHandler = { onFrame(_t, _f, _c, b) { bodies.push(b); }, onProtocolError() { assert.fail('no error expected'); } };
+  for (let off = 0; off < stream.length; off += 16_384) d.push(stream.subarray(off, off + 16_384), handler);
+  assert.equal(bodies.length, 1);
+  const body = bodies[0]!;
+  assert.ok(body.equals(payload));
+  const framed = withHeader(body, FrameType.DATA, FrameFlags.FIN, 77);
+  assert.ok(framed !== undefined, 'the decoder\'s copy has registered headroom');
+  assert.equal(framed.length, HEADER_BYTES + payload.length);
+  assert.equal(framed.buffer, body.buffer, 'written in place, not copied');
+  const again = collector();
+  new FrameDecoder().push(framed, again);
+  assert.deepEqual(again.frames, [{ type: FrameType.DATA, flags: FrameFlags.FIN, circuitId: 77, body: payload }]);
+  assert.ok(body.equals(payload), 'the body itself is untouched');
+});
+
+test('withHeader takes only a whole registered body: never bytes in front of a view that may belong to other data', () => {
+  const owned = allocWithHeadroom(100).fill(7);
+  assert.ok(withHeader(owned, FrameType.DATA, 0, 1) !== undefined);
+  assert.equal(withHeader(owned.subarray(4), FrameType.DATA, 0, 1), undefined, 'cut at the front');
+  assert.equal(withHeader(owned.subarray(0, 50), FrameType.DATA, 0, 1), undefined, 'cut at the back');
+  const lookalike = Buffer.allocUnsafeSlow(HEADER_BYTES + 100).subarray(HEADER_BYTES);
+  assert.equal(withHeader(lookalike, FrameType.DATA, 0, 1), undefined, 'same shape, not registered');
+  assert.equal(withHeader(Buffer.alloc(100), FrameType.DATA, 0, 1), undefined);
+  const inChunk = encodeFrame(FrameType.DATA, 0, 3, Buffer.alloc(100));
+  assert.equal(withHeader(inChunk.subarray(HEADER_BYTES), FrameType.DATA, 0, 1), undefined, 'a view into a received chunk');
 });
 
 test('hostile frames close the link with the right code and stop decoding', () => {
