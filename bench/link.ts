@@ -77,6 +77,8 @@ function usage(message?: string, exitCode = 2): never {
   --circuits N         concurrent circuits of the multi-circuit tests, 2..64     [8]
   --round-trips N      timed 64-byte round trips (after 10 % warm-up)           [2000]
   --runs N             repeat the tests N times, paths interleaved              [1]
+  --pause-s S          seconds without traffic between runs (what a router's
+                       memory release costs the next burst: docs/memory.md)     [0]
   --settle-ms MS       wait before reading RSS idle / after load                [2000]
   --quiet-s S          then read RSS again after S s without traffic (routers give
                        memory back a few s after traffic stops: docs/memory.md);
@@ -105,6 +107,7 @@ const NUMBER_OPTIONS = {
   circuits: { fallback: 8, min: 2, max: 64 },
   'round-trips': { fallback: 2000, min: 10, max: 1_000_000 },
   runs: { fallback: 1, min: 1, max: 20 },
+  'pause-s': { fallback: 0, min: 0, max: 600 },
   'settle-ms': { fallback: 2000, min: 0, max: 60_000 },
   'quiet-s': { fallback: 35, min: 0, max: 600 },
   'time-limit': { fallback: 900, min: 10, max: 7200 },
@@ -144,6 +147,7 @@ const BYTES = parseBytes(parsed.values.bytes, GiB);
 const CIRCUITS = numberOption('circuits');
 const ROUND_TRIPS = numberOption('round-trips');
 const RUNS = numberOption('runs');
+const PAUSE_S = numberOption('pause-s');
 const SETTLE_MS = numberOption('settle-ms');
 const QUIET_S = numberOption('quiet-s');
 const TIME_LIMIT_S = numberOption('time-limit');
@@ -388,6 +392,10 @@ function cell(values: number[] | undefined, digits: number): string {
 
 async function measureAll(paths: Path[], tests: TestDef[], results: Results, failures: string[]): Promise<void> {
   for (let run = 1; run <= RUNS; run++) {
+    if (run > 1 && PAUSE_S > 0) {
+      log(`pausing ${PAUSE_S} s without traffic before run ${run}`);
+      await new Promise((r) => setTimeout(r, PAUSE_S * 1000));
+    }
     for (const t of tests) {
       for (const p of paths) {
         const cpu0 = p.procs.map((q) => procCpuSeconds(q.pid ?? -1));
@@ -609,6 +617,16 @@ async function main(): Promise<number> {
           m.quietAnon = quiet.anon;
         }
       }
+    }
+    // Where each router's memory sits now (kill -USR2 → "memory figures", docs/memory.md).
+    for (const [name, r] of o.routers) {
+      if (r.child?.pid === undefined || r.child.exitCode !== null) continue;
+      const before = r.logs.length;
+      process.kill(r.child.pid, 'SIGUSR2');
+      for (let i = 0; i < 20 && !r.logs.slice(before).some((l) => l.msg === 'memory figures'); i++) await new Promise((res) => setTimeout(res, 50));
+      const f = r.logs.slice(before).find((l) => l.msg === 'memory figures') as { memory?: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; proc?: { rssAnon: number; rssFile: number } }; releases?: number; circuits?: number } | undefined;
+      const m = f?.memory;
+      if (m !== undefined) notes.push(`${name} memory figures: V8 heap ${m.heapUsed}/${m.heapTotal} MiB used/reserved, external ${m.external} MiB (ArrayBuffers ${m.arrayBuffers}), RssAnon ${m.proc?.rssAnon ?? 'n/a'}, RssFile ${m.proc?.rssFile ?? 'n/a'} MiB, ${f?.releases ?? 0} releases, ${f?.circuits ?? 'n/a'} circuits open`);
     }
     for (const [name, r] of o.routers) {
       if (r.child?.exitCode !== null) {

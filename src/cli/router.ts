@@ -155,7 +155,7 @@ export const routerCommand: Command = {
       onRelease: ({ rssBeforeBytes, rssAfterBytes, waitMs }) => memLog.debug({ rssBefore: mibOf(rssBeforeBytes), rssAfter: mibOf(rssAfterBytes), waitMs }, 'memory released'),
     });
     releaser?.start();
-    const stopMemoryReport = reportMemoryOnSignal(log, releaser);
+    const stopMemoryReport = reportMemoryOnSignal(log, releaser, () => router.linkCircuitCount());
     await untilStopSignal(log);
     releaser?.stop();
     stopMemoryReport();

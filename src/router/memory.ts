@@ -14,7 +14,7 @@
  * malloc_trim(0) takes an idle router from ~88 to ~63 MiB RSS.
  *
  * When: after a few seconds of quiet (3 s), waiting twice as long each time
- * the RSS grew back within 30 s of a release (up to 30 s), so bursty traffic
+ * RssAnon grew back within 30 s of a release (up to 12 s), so bursty traffic
  * soon stops paying for pages given back and faulted in again (measured on
  * this 2-core VM: bursts 2 s apart with a release in each gap cost 20–30 %
  * more CPU per Gbit). And never a full (mark-compact) GC: after one, V8
@@ -97,19 +97,21 @@ export function readProcStatus(text?: string): { rssAnon: number; rssFile: numbe
 
 /**
  * Logs {@link memoryFigures} at info on every SIGUSR2, with the count of
- * releases when a {@link MemoryReleaser} runs. Returns a function that
- * removes the handler.
+ * releases when a {@link MemoryReleaser} runs and the circuits open when
+ * `circuits` is given. Returns a function that removes the handler.
  *
  * @example
  * ```ts
  * const stopReport = reportMemoryOnSignal(log, releaser);   // then: kill -USR2 <pid>
  * ```
  */
-export function reportMemoryOnSignal(log: Logger, releaser?: { readonly releases: number }): () => void {
+export function reportMemoryOnSignal(log: Logger, releaser?: { readonly releases: number }, circuits?: () => number): () => void {
   const child = log.child({ subsys: 'memory' });
   const onSignal = (): void => {
-    if (releaser === undefined) child.info({ memory: memoryFigures() }, 'memory figures');
-    else child.info({ memory: memoryFigures(), releases: releaser.releases }, 'memory figures');
+    const line: Record<string, unknown> = { memory: memoryFigures() };
+    if (releaser !== undefined) line.releases = releaser.releases;
+    if (circuits !== undefined) line.circuits = circuits();
+    child.info(line, 'memory figures');
   };
   process.on('SIGUSR2', onSignal);
   return () => { process.off('SIGUSR2', onSignal); };
@@ -120,8 +122,17 @@ export interface MemoryReleaserOptions {
   trim: () => unknown;
   /** A young-generation GC (scavenge); default: V8's, obtained once (see {@link youngGc}). */
   gc?: () => void;
-  /** Resident set size now, in bytes; default process.memoryUsage.rss. */
+  /** Resident set size now, in bytes, for onRelease; default process.memoryUsage.rss. */
   rssBytes?: () => number;
+  /**
+   * Anonymous resident bytes now (RssAnon). Growth, what a release freed and
+   * whether traffic undid it are judged on it, not on VmRSS, which also
+   * moves with the file pages a release unmaps and idle code maps again.
+   * Read only once the loop has been quiet long enough, and in the 30 s
+   * after a release. Default from /proc/self/status; `rssBytes` when only
+   * that is given (tests).
+   */
+  anonBytes?: () => number;
   /** Event-loop utilization (0..1) since the previous call; default from perf_hooks. */
   busyRatio?: () => number;
   /** Clock in ms; default Date.now. */
@@ -136,18 +147,26 @@ export interface MemoryReleaserOptions {
    * within `regretWithinMs` of a release, halved each time it does not.
    */
   quietForMs?: number;
-  /** Longest wait the doubling reaches. Default 30 s. */
+  /** Longest wait the doubling reaches. Default 12 s: a router is back to its idle size within ~20 s of any load. */
   maxQuietForMs?: number;
   /** The RSS grown back this soon after a release means the release came too early. Default 30 s. */
   regretWithinMs?: number;
-  /** …and the RSS grew this much since the last release (or the start). Default 8 MiB. */
+  /** …and RssAnon grew this much since the last release (or the start). Default 8 MiB. */
   growthBytes?: number;
   /**
    * A release that freed at least this much is followed by another after
-   * the next quiet spell, grown or not: Buffers still in flight at one
-   * scavenge die by the next. Default 2 MiB.
+   * `quietForMs` more of quiet, grown or not: Buffers still in flight at
+   * one scavenge die by the next. Default 2 MiB.
    */
   followUpBytes?: number;
+  /**
+   * Releases that freed less are followed by one more after
+   * `maxQuietForMs` of quiet, this many in a row (default 1): one that came
+   * while Buffers were still in flight (between two bursts) would otherwise
+   * leave its high RssAnon as the floor, and the next load's garbage under
+   * the growth threshold.
+   */
+  maxUnproductiveFollowUps?: number;
   /** Unmaps clean file pages not touched since (file-pages.ts); run with each trim when given. */
   unmapFilePages?: () => unknown;
   /** Told after each release: RSS before the scavenge and after the trim (bytes), and the wait now in force. */
@@ -182,16 +201,22 @@ export class MemoryReleaser {
   private trimDue = false;
   /** The start-up release (scavenge on the first tick, trim on the second) is still to come. */
   private startupDue = false;
-  /** The last release freed at least `followUpBytes`: release again after the next quiet spell, grown or not. */
+  /** Release again after `followUpWaitMs` of quiet, grown or not (see followUpBytes). */
   private followUp = false;
+  private followUpWaitMs = 0;
+  /** Releases in a row that freed less than followUpBytes. */
+  private unproductive = 0;
+
   private quietSinceMs: number | undefined;
   /** When the last release after traffic was done; cleared once traffic came back. */
   private releasedAtMs: number | undefined;
-  /** RSS when the release under way began. */
+  /** RSS and RssAnon when the release under way began. */
   private rssAtCollectBytes = 0;
+  private anonAtCollectBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly gc: () => void;
   private readonly rssBytes: () => number;
+  private readonly anonBytes: () => number;
   private readonly busyRatio: () => number;
   private readonly nowMs: () => number;
   private readonly checkEveryMs: number;
@@ -201,26 +226,29 @@ export class MemoryReleaser {
   private readonly regretWithinMs: number;
   private readonly growthBytes: number;
   private readonly followUpBytes: number;
+  private readonly maxUnproductiveFollowUps: number;
 
   constructor(private readonly opts: MemoryReleaserOptions) {
     this.gc = opts.gc ?? youngGc;
     this.rssBytes = opts.rssBytes ?? process.memoryUsage.rss;
+    this.anonBytes = opts.anonBytes ?? (opts.rssBytes !== undefined ? opts.rssBytes : anonOrRssBytes);
     this.busyRatio = opts.busyRatio ?? loopUtilization();
     this.nowMs = opts.nowMs ?? Date.now;
     this.checkEveryMs = opts.checkEveryMs ?? 1000;
     this.quietBelow = opts.quietBelow ?? 0.1;
     this.quietForMs = opts.quietForMs ?? 3000;
-    this.maxQuietForMs = Math.max(this.quietForMs, opts.maxQuietForMs ?? 30_000);
+    this.maxQuietForMs = Math.max(this.quietForMs, opts.maxQuietForMs ?? 12_000);
     this.regretWithinMs = opts.regretWithinMs ?? 30_000;
     this.growthBytes = opts.growthBytes ?? 8 * MiB;
     this.followUpBytes = opts.followUpBytes ?? 2 * MiB;
+    this.maxUnproductiveFollowUps = opts.maxUnproductiveFollowUps ?? 1;
     this.waitMs = this.quietForMs;
   }
 
   /** Starts watching; the first tick trims what start-up left (config parsing, the validator's compilation). */
   start(): void {
     if (this.timer !== undefined) return;
-    this.floorBytes = this.rssBytes();
+    this.floorBytes = this.anonBytes();
     this.startupDue = true;
     this.timer = setInterval(() => this.check(), this.checkEveryMs);
     this.timer.unref();
@@ -252,9 +280,16 @@ export class MemoryReleaser {
       this.opts.unmapFilePages?.();
       if (this.releases > 0) this.releasedAtMs = now;
       this.releases++;
-      this.floorBytes = this.rssBytes();
-      this.followUp = this.rssAtCollectBytes - this.floorBytes >= this.followUpBytes;
-      this.opts.onRelease?.({ rssBeforeBytes: this.rssAtCollectBytes, rssAfterBytes: this.floorBytes, waitMs: this.waitMs });
+      this.floorBytes = this.anonBytes();
+      if (this.anonAtCollectBytes - this.floorBytes >= this.followUpBytes) {
+        this.unproductive = 0;
+        this.followUpWaitMs = this.quietForMs;
+      } else {
+        this.unproductive++;
+        this.followUpWaitMs = this.maxQuietForMs;
+      }
+      this.followUp = this.unproductive <= this.maxUnproductiveFollowUps;
+      this.opts.onRelease?.({ rssBeforeBytes: this.rssAtCollectBytes, rssAfterBytes: this.rssBytes(), waitMs: this.waitMs });
       return 'trimmed';
     }
     if (this.releasedAtMs !== undefined) this.judgeLastRelease(now);
@@ -263,8 +298,9 @@ export class MemoryReleaser {
       return 'none';
     }
     this.quietSinceMs ??= now;
-    if (now - this.quietSinceMs < this.waitMs) return 'none';
-    if (!this.followUp && this.rssBytes() - this.floorBytes < this.growthBytes) return 'none';
+    // A follow-up continues a quiet spell that already paid off: it need not wait the backed-off time.
+    if (now - this.quietSinceMs < (this.followUp ? this.followUpWaitMs : this.waitMs)) return 'none';
+    if (!this.followUp && this.anonBytes() - this.floorBytes < this.growthBytes) return 'none';
     this.quietSinceMs = undefined;
     return this.collect();
   }
@@ -272,6 +308,7 @@ export class MemoryReleaser {
   /** Begins a release: the scavenge now, the trim on the next tick. */
   private collect(): ReleaseStep {
     this.rssAtCollectBytes = this.rssBytes();
+    this.anonAtCollectBytes = this.anonBytes();
     this.gc();
     this.trimDue = true;
     return 'collected';
@@ -283,12 +320,18 @@ export class MemoryReleaser {
    * the wait; one that held that long halves it.
    */
   private judgeLastRelease(now: number): void {
-    const regrown = this.rssBytes() - this.floorBytes >= this.growthBytes;
+    const regrown = this.anonBytes() - this.floorBytes >= this.growthBytes;
     const held = now - this.releasedAtMs! >= this.regretWithinMs;
     if (!regrown && !held) return;
     this.waitMs = regrown && !held ? Math.min(this.waitMs * 2, this.maxQuietForMs) : Math.max(this.quietForMs, this.waitMs / 2);
     this.releasedAtMs = undefined;
   }
+}
+
+/** RssAnon in bytes from /proc/self/status, or VmRSS where there is no /proc. */
+function anonOrRssBytes(): number {
+  const proc = readProcStatus();
+  return proc === undefined ? process.memoryUsage.rss() : proc.rssAnon * MiB;
 }
 
 /** A function returning the event loop's utilization since its previous call (perf_hooks). */
@@ -302,24 +345,32 @@ function loopUtilization(): () => number {
   };
 }
 
-let gcFn: ((options: { type: 'minor' }) => void) | undefined;
+type V8Gc = (options: { type: 'minor' | 'major' }) => void;
+let gcFn: V8Gc | undefined;
 
 /**
- * A young-generation collection (scavenge): frees Buffers that died young
- * and leaves the old generation, and V8's sizing of it, alone. Node exposes
- * V8's gc() only with --expose-gc; the flag is set at run time and the
- * function taken from a fresh context, so no `gc` global appears here.
+ * V8's gc(). Node exposes it only with --expose-gc; the flag is set at run
+ * time and the function taken from a fresh context, so no `gc` global
+ * appears here.
  */
-export function youngGc(): void {
+function v8Gc(): V8Gc {
   if (gcFn === undefined) {
-    const exposed = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
+    const exposed = (globalThis as { gc?: V8Gc }).gc;
     if (typeof exposed === 'function') gcFn = exposed;
     else {
       setFlagsFromString('--expose-gc');
-      gcFn = runInNewContext('gc') as (options: { type: 'minor' }) => void;
+      gcFn = runInNewContext('gc') as V8Gc;
     }
   }
-  gcFn({ type: 'minor' });
+  return gcFn;
+}
+
+/**
+ * A young-generation collection (scavenge): frees Buffers that died young
+ * and leaves the old generation, and V8's sizing of it, alone.
+ */
+export function youngGc(): void {
+  v8Gc()({ type: 'minor' });
 }
 
 /**

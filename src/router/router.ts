@@ -237,6 +237,13 @@ export class Router {
     return ended;
   }
 
+  /** Circuits open on all links now (a transit circuit counts on both of its links). */
+  linkCircuitCount(): number {
+    let n = 0;
+    for (const mux of this.muxes.values()) n += mux.openCircuits;
+    return n;
+  }
+
   /** Circuits hosted here now (for status and tests). */
   hostedCircuitCount(): number {
     return this.hostedCircuits.size;

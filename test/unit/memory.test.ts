@@ -62,6 +62,7 @@ function fakeReleaser() {
     quietForMs: 30_000,
     growthBytes: 8 * MiB,
     followUpBytes: 100 * MiB, // follow-ups have a test of their own
+    maxUnproductiveFollowUps: 0,
   });
   return { r, state };
 }
@@ -77,7 +78,7 @@ test('releaser: start-up garbage goes on the first two ticks (scavenge, then tri
   r.stop();
 });
 
-test('releaser: a release that freed 2 MiB or more is followed by another after the next quiet spell, until one frees less', () => {
+test('releaser: a release that freed 2 MiB or more is followed by another after 3 s more of quiet; one that freed less, by one more after 12 s', () => {
   let freeable = [12, 5, 1, 0].map((n) => n * MiB);
   const state = { rss: 50 * MiB, busy: 0, now: 0 };
   const r = new MemoryReleaser({
@@ -89,10 +90,12 @@ test('releaser: a release that freed 2 MiB or more is followed by another after 
     checkEveryMs: 60_000,
   });
   const steps: string[] = [];
+  r.waitMs = 12_000; // backed off by earlier bursts: follow-ups still come 3 s apart
   r.start();
   for (let i = 0; i < 40; i++) { state.now += 1000; const step = r.check(); if (step !== 'none') steps.push(`${i}:${step}`); }
-  // start-up (12 MiB freed) → follow-up 3 s later (5 MiB) → another (1 MiB) → none: under 2 MiB and no growth.
-  assert.deepEqual(steps, ['0:collected', '1:trimmed', '5:collected', '6:trimmed', '10:collected', '11:trimmed']);
+  // start-up (12 MiB freed) → follow-up 3 s later (5 MiB) → another (1 MiB: under 2) → one more after 12 s
+  // (0 MiB) → none: two in a row freed too little, and no growth.
+  assert.deepEqual(steps, ['0:collected', '1:trimmed', '5:collected', '6:trimmed', '10:collected', '11:trimmed', '24:collected', '25:trimmed']);
   assert.equal(state.rss, 32 * MiB);
   freeable = [];
   r.stop();
@@ -136,6 +139,29 @@ test('releaser: after load, scavenge once quiet for 30 s and grown by 8 MiB, tri
   r.stop();
 });
 
+test('releaser: what a release freed is judged on RssAnon: unmapped file pages that come back do not keep follow-ups going', () => {
+  const state = { file: 40 * MiB, anon: 30 * MiB, busy: 0, now: 0 };
+  const r = new MemoryReleaser({
+    gc: () => undefined,
+    trim: () => { state.anon -= MiB / 2; },
+    unmapFilePages: () => { state.file -= 10 * MiB; },
+    rssBytes: () => state.file + state.anon,
+    anonBytes: () => state.anon,
+    busyRatio: () => state.busy,
+    nowMs: () => state.now,
+    checkEveryMs: 60_000,
+  });
+  r.start();
+  let releases = 0;
+  for (let i = 0; i < 60; i++) {
+    state.now += 1000;
+    state.file = Math.min(state.file + 2 * MiB, 40 * MiB); // idle code maps its pages again
+    if (r.check() === 'trimmed') releases++;
+  }
+  assert.equal(releases, 2, 'the start-up release and its one follow-up: VmRSS fell and grew back by 10 MiB, RssAnon by 0.5');
+  r.stop();
+});
+
 test('releaser: waits 3 s by default; RSS grown back soon after a release doubles the wait, a release that holds halves it', () => {
   const state = { rss: 60 * MiB, busy: 0, now: 0, calls: [] as string[], released: [] as Array<{ rssBeforeBytes: number; rssAfterBytes: number; waitMs: number }> };
   const r = new MemoryReleaser({
@@ -144,6 +170,7 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
     unmapFilePages: () => { state.calls.push('unmap'); },
     onRelease: (info) => { state.released.push(info); },
     followUpBytes: 100 * MiB,
+    maxUnproductiveFollowUps: 0,
     rssBytes: () => state.rss,
     busyRatio: () => state.busy,
     nowMs: () => state.now,
@@ -182,7 +209,7 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
   assert.equal(r.waitMs, 3000, 'never below quietForMs');
   for (let i = 0; i < 6; i++) { burst(); assert.ok(quietUntilRelease() > 0); }
   burst();
-  assert.equal(r.waitMs, 30_000, 'capped at 30 s');
+  assert.equal(r.waitMs, 12_000, 'capped at 12 s');
   assert.equal(state.calls.filter((c) => c === 'unmap').length, r.releases);
   assert.equal(state.released.length, r.releases, 'told of every release, the start-up one too');
   r.stop();
