@@ -213,6 +213,8 @@ async function measure(ctx: PathContext, t: Topology, f: PathFigures, failures: 
     }
   };
   f.mtu = /mtu (\d+)/.exec(t.client.exec(['ip', '-o', 'link', 'show', 'dev', t.clientDev]).stdout)?.[1] ?? '?';
+  // Idle RSS after the settle: a ztedge router gives start-up garbage back on its first two ticks.
+  await new Promise((r) => setTimeout(r, Math.max(SETTLE_MS, f.path === 'ztedge' ? 3000 : 0)));
   f.daemons = t.daemons.map((d) => ({ name: d.name, idle: procMemory(d.pid), after: MEMORY_NOT_READ, flows: undefined }));
   await attempt('warm-up', async () => {
     peerResult('warm-up round trips', await t.client.run(peerArgv(ctx, 'rtt', t.echo, 200, 0), { timeoutMs: 60_000 }));
