@@ -23,7 +23,7 @@ import type { KeyStore } from '../keys/types.js';
 import { signExporterProof, verifyExporterProof } from '../keys/proof.js';
 import type { Logger } from '../log/index.js';
 import {
-  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, bytes, decodeControl, encodeControl, num, str, withHeader, writeHeader,
+  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, allocWithHeadroom, bytes, decodeControl, encodeControl, num, str, withHeader, writeHeader,
   type CloseCodeValue, type FrameHandler,
 } from '../wire/index.js';
 import { identityOf } from './trust.js';
@@ -52,6 +52,16 @@ export interface CircuitFrameHandler {
   (type: number, flags: number, circuitId: number, body: Buffer): void;
 }
 
+/**
+ * Receives a DATA body that straddled TLS records as views of them (see
+ * FrameHandler.onDataPieces), so a socket can take it without a copy.
+ * `pieces` are borrowed. Without one set, the link joins the pieces into
+ * one body (with frame headroom) for `circuitHandler`.
+ */
+export interface CircuitDataPiecesHandler {
+  (flags: number, circuitId: number, pieces: Buffer[], length: number): void;
+}
+
 export interface LinkIdentity {
   /** This router's id (its certificate CN). */
   id: string;
@@ -76,6 +86,7 @@ export class Link extends EventEmitter implements FrameHandler {
   /** Last measured round trip of a PING, in ms. */
   rttMs = 0;
   circuitHandler: CircuitFrameHandler = () => undefined;
+  circuitPiecesHandler: CircuitDataPiecesHandler | undefined;
   private state: State = 'handshaking';
   private readonly decoder: FrameDecoder;
   private lastReceiveMs: number;
@@ -170,6 +181,15 @@ export class Link extends EventEmitter implements FrameHandler {
   }
 
   // ---- FrameHandler ------------------------------------------------------
+
+  onDataPieces(flags: number, circuitId: number, pieces: Buffer[], length: number): void {
+    const h = this.circuitPiecesHandler;
+    if (h !== undefined && circuitId !== 0 && this.state === 'up') return h(flags, circuitId, pieces, length);
+    const body = allocWithHeadroom(length);
+    let off = 0;
+    for (const p of pieces) off += p.copy(body, off);
+    this.onFrame(FrameType.DATA, flags, circuitId, body);
+  }
 
   onFrame(type: number, flags: number, circuitId: number, body: Buffer): void {
     if (circuitId !== 0) {

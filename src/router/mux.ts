@@ -17,10 +17,12 @@
  *
  * Hot path: DATA bodies go from the link straight to socket.write and from
  * socket 'data' straight to link.sendData (subarray views, no copies, no
- * per-frame promises or logging).
+ * per-frame promises or logging). A body that straddled TLS records reaches
+ * a socket as the views of those records in one corked write; only a
+ * transit pipe gets it copied once, with headroom for the next hop's header.
  */
 import type { Duplex } from 'node:stream';
-import { CloseCode, FrameFlags, FrameType, decodeControl, decodeCredit, encodeCredit, num, str } from '../wire/index.js';
+import { CloseCode, FrameFlags, FrameType, allocWithHeadroom, decodeControl, decodeCredit, encodeCredit, num, str } from '../wire/index.js';
 import type { Link } from '../link/index.js';
 
 /**
@@ -91,9 +93,12 @@ class Circuit {
   localEnded = false;
   remoteEnded = false;
   closed = false;
+  /** The local end is in memory (a transit pipe: the next hop's circuit), not a socket. */
+  readonly inMemory: boolean;
 
   constructor(readonly id: number, readonly socket: Socket, windowBytes: number) {
     this.sendCredit = windowBytes;
+    this.inMemory = (socket as { inMemory?: unknown }).inMemory === true;
   }
 }
 
@@ -116,6 +121,7 @@ export class LinkMux {
     this.nextId = role === 'dialer' ? 1 : 2;
     this.grantThreshold = Math.max(1, windowBytes >> 2);
     link.circuitHandler = (type, flags, circuitId, body) => this.onFrame(type, flags, circuitId, body);
+    link.circuitPiecesHandler = (flags, circuitId, pieces, length) => this.onDataPieces(flags, circuitId, pieces, length);
     link.on('drain', () => this.onLinkDrain());
     link.on('close', () => this.onLinkClose());
   }
@@ -176,6 +182,30 @@ export class LinkMux {
       default:
         this.link.close(CloseCode.UNKNOWN_TYPE, `frame type 0x${type.toString(16)} on a circuit`);
     }
+  }
+
+  /**
+   * A DATA body that straddled TLS records, as views of them. A socket gets
+   * the views (one writev, no copy); a transit pipe gets one copy with frame
+   * headroom, which the next link sends with its header written in front.
+   */
+  private onDataPieces(flags: number, circuitId: number, pieces: Buffer[], length: number): void {
+    const c = this.circuits.get(circuitId);
+    if (c === undefined) return; // late data after a reset: drop
+    if (c.inMemory) {
+      const body = allocWithHeadroom(length);
+      let off = 0;
+      for (const p of pieces) off += p.copy(body, off);
+      this.deliver(c, body);
+    } else if (!c.closed && !c.socket.destroyed) {
+      const s = c.socket;
+      s.cork();
+      let below = true;
+      for (const p of pieces) below = s.write(p);
+      s.uncork();
+      this.account(c, below, length);
+    }
+    if ((flags & FrameFlags.FIN) !== 0) this.remoteEnd(c);
   }
 
   private onDialFrame(id: number, body: Buffer): void {
@@ -284,15 +314,19 @@ export class LinkMux {
   /** Link → local socket; grants credit while the socket keeps up. */
   private deliver(c: Circuit, body: Buffer): void {
     if (c.closed || c.socket.destroyed) return;
-    const below = c.socket.write(body);
+    this.account(c, c.socket.write(body), body.length);
+  }
+
+  /** `n` bytes handed to the socket, which is `below` its high-water mark or not: grant now or on 'drain'. */
+  private account(c: Circuit, below: boolean, n: number): void {
     if (below && c.heldBack === 0) {
-      c.ungranted += body.length;
+      c.ungranted += n;
       if (c.ungranted >= this.grantThreshold) {
         this.link.sendFrame(FrameType.CREDIT, 0, c.id, encodeCredit(c.ungranted));
         c.ungranted = 0;
       }
     } else {
-      c.heldBack += body.length;
+      c.heldBack += n;
     }
   }
 

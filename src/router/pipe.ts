@@ -11,6 +11,8 @@ import { Duplex } from 'node:stream';
 
 class PipeEnd extends Duplex {
   other!: PipeEnd;
+  /** Tells the mux this end is in memory: it gets DATA bodies in one piece (mux.ts onDataPieces). */
+  readonly inMemory = true;
   /** The write callback waiting for the other side's reader to want more. */
   private waiting: (() => void) | undefined;
 

@@ -90,6 +90,13 @@ export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
  */
 export interface FrameHandler {
   onFrame(type: number, flags: number, circuitId: number, body: Buffer): void;
+  /**
+   * Optional: a DATA body that straddles chunks, as views of those chunks in
+   * order (borrowed, like onFrame's body; `length` is their total), instead
+   * of one copied Buffer. A handler that writes the body to a socket
+   * passes the pieces on with no copy at all.
+   */
+  onDataPieces?(flags: number, circuitId: number, pieces: Buffer[], length: number): void;
   onProtocolError(code: CloseCodeValue, detail: string): void;
 }
 
@@ -190,8 +197,11 @@ export class FrameDecoder {
       if (length > this.maxBodyBytes) return this.fail(handler, CloseCode.FRAME_TOO_LARGE, `frame body of ${length} bytes exceeds ${this.maxBodyBytes}`);
       if (this.buffered < HEADER_BYTES + length) return;
       this.consume(HEADER_BYTES);
-      const body = this.take(length);
-      handler.onFrame(type, flags, circuitId, body);
+      if (length > 0 && type === FrameType.DATA && handler.onDataPieces !== undefined && this.chunks[0]!.length - this.head < length) {
+        handler.onDataPieces(flags, circuitId, this.takePieces(length), length);
+      } else {
+        handler.onFrame(type, flags, circuitId, this.take(length));
+      }
       if (this.failed) return;
     }
   }
@@ -259,6 +269,20 @@ export class FrameDecoder {
       this.consume(k);
     }
     return out;
+  }
+
+  /** Removes the next `n` bytes (n > 0) as views of the chunks that hold them. */
+  private takePieces(n: number): Buffer[] {
+    const pieces: Buffer[] = [];
+    let taken = 0;
+    while (taken < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length - this.head, n - taken);
+      pieces.push(c.subarray(this.head, this.head + k));
+      taken += k;
+      this.consume(k);
+    }
+    return pieces;
   }
 }
 

@@ -24,6 +24,19 @@ function collector(): FrameHandler & { frames: Seen[]; errors: { code: CloseCode
   };
 }
 
+/** Like collector(), but takes DATA bodies that straddle chunks as pieces (FrameHandler.onDataPieces). */
+function piecesCollector(): ReturnType<typeof collector> & { pieceCalls: number } {
+  const c = collector() as ReturnType<typeof collector> & { pieceCalls: number; onDataPieces: NonNullable<FrameHandler['onDataPieces']> };
+  c.pieceCalls = 0;
+  c.onDataPieces = (flags, circuitId, pieces, length) => {
+    c.pieceCalls++;
+    assert.ok(pieces.length >= 2, 'only bodies that straddle chunks come in pieces');
+    assert.equal(pieces.reduce((n, p) => n + p.length, 0), length);
+    c.frames.push({ type: FrameType.DATA, flags, circuitId, body: Buffer.concat(pieces) });
+  };
+  return c;
+}
+
 /** The simplest correct decoder: concatenate everything, then walk it. */
 function naiveDecode(stream: Buffer, max: number): { frames: Seen[]; error?: CloseCodeValue } {
   const frames: Seen[] = [];
@@ -108,6 +121,37 @@ test('a body that straddles chunks is copied once, with headroom a forwarder fil
   assert.ok(body.equals(payload), 'the body itself is untouched');
 });
 
+test('a handler that takes pieces gets a straddling DATA body as views of the pushed chunks, no copy', () => {
+  const payload = Buffer.alloc(50_000);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) % 256;
+  const stream = encodeFrame(FrameType.DATA, FrameFlags.FIN, 9, payload);
+  const chunks: Buffer[] = [];
+  for (let off = 0; off < stream.length; off += 16_384) chunks.push(Buffer.from(stream.subarray(off, off + 16_384)));
+  const got: Buffer[][] = [];
+  const d = new FrameDecoder();
+  const handler: FrameHandler = {
+    onFrame() { assert.fail('the body straddles chunks: it comes in pieces'); },
+    onDataPieces(flags, circuitId, pieces, length) {
+      assert.equal(flags, FrameFlags.FIN);
+      assert.equal(circuitId, 9);
+      assert.equal(length, payload.length);
+      got.push(pieces);
+    },
+    onProtocolError() { assert.fail('no error expected'); },
+  };
+  for (const c of chunks) d.push(c, handler);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]!.length, 4);
+  got[0]!.forEach((p, i) => assert.equal(p.buffer, chunks[i]!.buffer, `piece ${i} is a view of chunk ${i}`));
+  assert.ok(Buffer.concat(got[0]!).equals(payload));
+  // Control frames and bodies inside one chunk still come whole.
+  const whole: number[] = [];
+  new FrameDecoder().push(Buffer.concat([encodeFrame(FrameType.DATA, 0, 1, Buffer.alloc(10)), encodeFrame(FrameType.CREDIT, 0, 1, encodeCredit(5))]), {
+    onFrame(type) { whole.push(type); }, onDataPieces() { assert.fail('contiguous bodies come whole'); }, onProtocolError() { assert.fail('no error'); },
+  });
+  assert.deepEqual(whole, [FrameType.DATA, FrameType.CREDIT]);
+});
+
 test('withHeader takes only a whole registered body: never bytes in front of a view that may belong to other data', () => {
   const owned = allocWithHeadroom(100).fill(7);
   assert.ok(withHeader(owned, FrameType.DATA, 0, 1) !== undefined);
@@ -159,7 +203,7 @@ test('control bodies: maps round-trip; garbage, arrays and scalars are refused',
   assert.equal(decodeCredit(Buffer.alloc(3)), undefined);
 });
 
-test('fuzz: any byte stream in any chunking gives the naive decoder\'s frames or a close code, never a throw', () => {
+test('fuzz: any byte stream in any chunking gives the naive decoder\'s frames or a close code, never a throw (bodies whole or in pieces)', () => {
   const validFrame = fc.record({
     type: fc.constantFrom(...(Object.values(FrameType) as number[])),
     flags: fc.constantFrom(0, FrameFlags.FIN),
@@ -167,12 +211,12 @@ test('fuzz: any byte stream in any chunking gives the naive decoder\'s frames or
     body: fc.uint8Array({ maxLength: 300 }),
   }).map((f) => encodeFrame(f.type, f.flags, f.circuit, Buffer.from(f.body)));
   const piece = fc.oneof(validFrame, fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)));
-  fc.assert(fc.property(fc.array(piece, { maxLength: 12 }), fc.array(fc.nat({ max: 64 }), { maxLength: 20 }), (pieces, cuts) => {
+  fc.assert(fc.property(fc.array(piece, { maxLength: 12 }), fc.array(fc.nat({ max: 64 }), { maxLength: 20 }), fc.boolean(), (pieces, cuts, inPieces) => {
     const stream = Buffer.concat(pieces);
     const max = 256;
     const ref = naiveDecode(stream, max);
     const d = new FrameDecoder(max);
-    const c = collector();
+    const c = inPieces ? piecesCollector() : collector();
     let off = 0;
     for (const cut of cuts) {
       d.push(stream.subarray(off, Math.min(stream.length, off + cut)), c);
