@@ -137,19 +137,19 @@ export interface MemoryReleaserOptions {
   busyRatio?: () => number;
   /** Clock in ms; default Date.now. */
   nowMs?: () => number;
-  /** How often the loop's load and the RSS are looked at. Default 1 s: two cheap reads per tick. */
+  /** How often the loop's load is looked at (RssAnon only when a decision needs it). Default 1 s. */
   checkEveryMs?: number;
   /** The loop counts as quiet below this utilization over one tick. Default 0.1. */
   quietBelow?: number;
   /**
    * Release once the loop has been quiet this long. Default 3 s. Doubled
-   * (up to `maxQuietForMs`) each time the RSS grows back by `growthBytes`
+   * (up to `maxQuietForMs`) each time RssAnon grows back by `growthBytes`
    * within `regretWithinMs` of a release, halved each time it does not.
    */
   quietForMs?: number;
   /** Longest wait the doubling reaches. Default 12 s: a router is back to its idle size within ~20 s of any load. */
   maxQuietForMs?: number;
-  /** The RSS grown back this soon after a release means the release came too early. Default 30 s. */
+  /** RssAnon grown back this soon after a release means the release came too early. Default 30 s. */
   regretWithinMs?: number;
   /** …and RssAnon grew this much since the last release (or the start). Default 8 MiB. */
   growthBytes?: number;
@@ -178,12 +178,13 @@ export type ReleaseStep = 'none' | 'collected' | 'trimmed';
 
 /**
  * Gives memory back to the OS once a router has gone quiet: when the event
- * loop has been quiet for `waitMs` and the RSS grew by `growthBytes`
+ * loop has been quiet for `waitMs` and RssAnon grew by `growthBytes`
  * since the last release, a scavenge (dead Buffers freed), then on the next
  * tick `trim` and `unmapFilePages` (V8 frees the Buffers' memory on a
  * background thread after the collection: a trim at once found much of it
- * still held). Start-up garbage is released on the first tick. Nothing runs
- * per packet; the timer is unref'd.
+ * still held). Start-up garbage is released on the first two ticks; a
+ * release that paid off is followed by another (see followUpBytes).
+ * Nothing runs per packet; the timer is unref'd.
  *
  * @example
  * ```ts
@@ -245,7 +246,7 @@ export class MemoryReleaser {
     this.waitMs = this.quietForMs;
   }
 
-  /** Starts watching; the first tick trims what start-up left (config parsing, the validator's compilation). */
+  /** Starts watching; the first two ticks release what start-up left (config parsing, the validator's compilation, start-up-only pages). */
   start(): void {
     if (this.timer !== undefined) return;
     this.floorBytes = this.anonBytes();
@@ -264,8 +265,8 @@ export class MemoryReleaser {
   /**
    * One tick: finishes a release begun on the previous tick (trim, file
    * pages, new floor), or begins one (scavenge) when the loop has been quiet
-   * for `waitMs` and the RSS grew by `growthBytes`; and judges the last
-   * release (see judgeLastRelease).
+   * for `waitMs` and RssAnon grew by `growthBytes` (or a follow-up is due);
+   * and judges the last release (see judgeLastRelease).
    */
   check(): ReleaseStep {
     const busy = this.busyRatio();
@@ -315,7 +316,7 @@ export class MemoryReleaser {
   }
 
   /**
-   * A release that traffic undid soon (the RSS grew back by `growthBytes`
+   * A release that traffic undid soon (RssAnon grew back by `growthBytes`
    * within `regretWithinMs`: pages given back were faulted in again) doubles
    * the wait; one that held that long halves it.
    */
