@@ -128,21 +128,21 @@ export interface MemoryReleaserOptions {
    * Anonymous resident bytes now (RssAnon). Growth, what a release freed and
    * whether traffic undid it are judged on it, not on VmRSS, which also
    * moves with the file pages a release unmaps and idle code maps again.
-   * Read only once the loop has been quiet long enough, and in the 30 s
+   * Read only once the router has been quiet long enough, and in the 30 s
    * after a release. Default from /proc/self/status; `rssBytes` when only
    * that is given (tests).
    */
   anonBytes?: () => number;
-  /** Event-loop utilization (0..1) since the previous call; default from perf_hooks. */
+  /** CPU used since the previous call, in cores (0..n); default process.cpuUsage over wall time. */
   busyRatio?: () => number;
   /** Clock in ms; default Date.now. */
   nowMs?: () => number;
-  /** How often the loop's load is looked at (RssAnon only when a decision needs it). Default 1 s. */
+  /** How often the CPU use is looked at (RssAnon only when a decision needs it). Default 1 s. */
   checkEveryMs?: number;
-  /** The loop counts as quiet below this utilization over one tick. Default 0.1. */
+  /** The router counts as quiet below this CPU use over one tick, in cores. Default 0.1. */
   quietBelow?: number;
   /**
-   * Release once the loop has been quiet this long. Default 3 s. Doubled
+   * Release once the router has been quiet this long. Default 3 s. Doubled
    * (up to `maxQuietForMs`) each time RssAnon grows back by `growthBytes`
    * within `regretWithinMs` of a release, halved each time it does not.
    */
@@ -178,7 +178,7 @@ export type ReleaseStep = 'none' | 'collected' | 'trimmed';
 
 /**
  * Gives memory back to the OS once a router has gone quiet: when the event
- * loop has been quiet for `waitMs` and RssAnon grew by `growthBytes`
+ * router has been quiet (under 0.1 core) for `waitMs` and RssAnon grew by `growthBytes`
  * since the last release, a scavenge (dead Buffers freed), then on the next
  * tick `trim` and `unmapFilePages` (V8 frees the Buffers' memory on a
  * background thread after the collection: a trim at once found much of it
@@ -233,7 +233,7 @@ export class MemoryReleaser {
     this.gc = opts.gc ?? youngGc;
     this.rssBytes = opts.rssBytes ?? process.memoryUsage.rss;
     this.anonBytes = opts.anonBytes ?? (opts.rssBytes !== undefined ? opts.rssBytes : anonOrRssBytes);
-    this.busyRatio = opts.busyRatio ?? loopUtilization();
+    this.busyRatio = opts.busyRatio ?? cpuRatio();
     this.nowMs = opts.nowMs ?? Date.now;
     this.checkEveryMs = opts.checkEveryMs ?? 1000;
     this.quietBelow = opts.quietBelow ?? 0.1;
@@ -264,7 +264,7 @@ export class MemoryReleaser {
 
   /**
    * One tick: finishes a release begun on the previous tick (trim, file
-   * pages, new floor), or begins one (scavenge) when the loop has been quiet
+   * pages, new floor), or begins one (scavenge) when the router has been quiet
    * for `waitMs` and RssAnon grew by `growthBytes` (or a follow-up is due);
    * and judges the last release (see judgeLastRelease).
    */
@@ -335,13 +335,22 @@ function anonOrRssBytes(): number {
   return proc === undefined ? process.memoryUsage.rss() : proc.rssAnon * MiB;
 }
 
-/** A function returning the event loop's utilization since its previous call (perf_hooks). */
-function loopUtilization(): () => number {
-  let last = performance.eventLoopUtilization();
+/**
+ * A function returning the CPU this process used (all threads) per wall
+ * time since its previous call, in cores. Not the event loop's utilization:
+ * that counts the loop as busy while a callback waits (a blocked pipe
+ * write, say), and under the test harness it read 0.1–0.5 on routers that
+ * used 0.5 % of a core.
+ */
+function cpuRatio(): () => number {
+  let lastCpu = process.cpuUsage();
+  let lastMs = performance.now();
   return () => {
-    const now = performance.eventLoopUtilization();
-    const ratio = performance.eventLoopUtilization(now, last).utilization;
-    last = now;
+    const cpu = process.cpuUsage();
+    const ms = performance.now();
+    const ratio = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000 / Math.max(1, ms - lastMs);
+    lastCpu = cpu;
+    lastMs = ms;
     return ratio;
   };
 }

@@ -397,6 +397,43 @@ test('3. 200 MiB from a source behind the host arrive intact (sha256)', async (t
   t.diagnostic(`200 MiB in ${got.ms} ms: ${mbps.toFixed(1)} MB/s (edge ← hub ← host, TLS links, 2 hops)`);
 });
 
+/** A router's memory figures now (kill -USR2 → one "memory figures" log line). */
+async function memoryFiguresOf(name: string): Promise<{ releases: number; circuits: number; memory: { proc?: { rssAnon: number; rssFile: number } } }> {
+  const r = o.routers.get(name)!;
+  const since = r.logs.length;
+  process.kill(r.child!.pid!, 'SIGUSR2');
+  for (let i = 0; i < 40; i++) {
+    const line = r.logs.slice(since).find((l) => l.msg === 'memory figures');
+    if (line !== undefined) return line as unknown as { releases: number; circuits: number; memory: { proc?: { rssAnon: number; rssFile: number } } };
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`${name} logged no memory figures within 2 s of SIGUSR2`);
+}
+
+test('3b. once the transfer is over, each router gives memory back within seconds, and says so on SIGUSR2', async (t) => {
+  const names = ['edge', 'hub', 'host'] as const;
+  const atEnd = new Map<string, Awaited<ReturnType<typeof memoryFiguresOf>>>();
+  for (const n of names) atEnd.set(n, await memoryFiguresOf(n));
+  // The 200 MiB left garbage behind; a release comes 3–4 s after traffic stops (docs/memory.md).
+  const deadline = Date.now() + 20_000;
+  const pending = new Set<string>(names);
+  const figures: string[] = [];
+  while (pending.size > 0 && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 1000));
+    for (const n of [...pending]) {
+      const f = await memoryFiguresOf(n);
+      if (f.releases > atEnd.get(n)!.releases) {
+        pending.delete(n);
+        figures.push(`${n}: RssAnon ${atEnd.get(n)!.memory.proc?.rssAnon} → ${f.memory.proc?.rssAnon} MiB, RssFile ${f.memory.proc?.rssFile} MiB, ${f.circuits} circuits`);
+        assert.equal(f.circuits, 0, `${n}: no circuit left open after the transfer`);
+        assert.ok(f.memory.proc === undefined || f.memory.proc.rssAnon < atEnd.get(n)!.memory.proc!.rssAnon, `${n}: RssAnon went down`);
+      }
+    }
+  }
+  assert.deepEqual([...pending], [], 'every router released memory within 20 s of the transfer');
+  t.diagnostic(figures.join('; '));
+});
+
 test('4. 200 concurrent circuits to an echo service, each with its own 16 KiB, all come back exact', async (t) => {
   const start = Date.now();
   const payloads = Array.from({ length: 200 }, (_, i) => payload(`circuit-${i}`, 16 * 1024));
