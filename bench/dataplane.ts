@@ -191,7 +191,7 @@ async function withFlowsOpen(ctx: PathContext, t: Topology, f: PathFigures): Pro
     t.daemons.forEach((d, i) => { f.daemons[i]!.flows = procMemory(d.pid); });
     log(`${t.daemons.map((d, i) => `${d.name} ${fmt(f.daemons[i]!.flows!.rss, 1)} MiB`).join(', ')} with ${FLOWS} flows open (opened in ${fmt(got.seconds, 2)} s)`);
     if (QUIET_S > 0) {
-      // Routers return freed memory to the OS after 30 s without traffic (docs/memory.md): read again then.
+      // Routers return freed memory to the OS a few seconds after traffic stops (docs/memory.md): read again then.
       await new Promise((r) => setTimeout(r, QUIET_S * 1000));
       t.daemons.forEach((d, i) => { f.daemons[i]!.flowsQuiet = procMemory(d.pid); });
       log(`${t.daemons.map((d, i) => `${d.name} ${fmt(f.daemons[i]!.flowsQuiet!.rss, 1)} MiB`).join(', ')} with ${FLOWS} flows open after ${QUIET_S} s quiet`);

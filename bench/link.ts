@@ -55,7 +55,7 @@ import { buildSync } from 'esbuild';
 import { BIN, removeDir, ROOT, tempDir } from '../test/helpers/controller.js';
 import { freePort, Overlay } from '../test/helpers/overlay.js';
 import { ACK_UNIT_BYTES } from './relay.js';
-import { procCpuSeconds, procMemory } from './dataplane-common.js';
+import { MEMORY_NOT_READ, procCpuSeconds, procMemory, type ProcMemory } from './dataplane-common.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -423,7 +423,7 @@ async function measureAll(paths: Path[], tests: TestDef[], results: Results, fai
   }
 }
 
-interface Memory { idle: number; after: number; hwm: number; anon: number; quiet: number; quietAnon: number }
+interface Memory { idle: number; after: ProcMemory; quiet: ProcMemory }
 
 function report(paths: Path[], tests: TestDef[], results: Results, mem: Map<string, Memory>, notes: string[]): void {
   const v = (path: string, key: string): number[] | undefined => results.get(path)?.get(key);
@@ -469,10 +469,10 @@ function report(paths: Path[], tests: TestDef[], results: Results, mem: Map<stri
     for (const q of p.procs) {
       const m = mem.get(q.name);
       if (m === undefined) continue;
-      const judged = QUIET_S > 0 ? m.quiet : m.after;
+      const judged = QUIET_S > 0 ? m.quiet.rss : m.after.rss;
       const target = p.name === 'ztedge' ? `≤ ${TARGET_ROUTER_RSS_MIB} ${Number.isFinite(judged) ? (judged <= TARGET_ROUTER_RSS_MIB ? 'PASS' : 'MISS') : 'n/a'}` : '';
-      const quiet = QUIET_S > 0 ? ` ${fmt(m.quiet, 1)} (${fmt(m.quietAnon, 1)}) |` : '';
-      L.push(`| ${q.name} | ${fmt(m.idle, 1)} | ${fmt(m.after, 1)} (${fmt(m.anon, 1)}) | ${fmt(m.hwm, 1)} |${quiet} ${target} |`);
+      const quiet = QUIET_S > 0 ? ` ${fmt(m.quiet.rss, 1)} (${fmt(m.quiet.anon, 1)}) |` : '';
+      L.push(`| ${q.name} | ${fmt(m.idle, 1)} | ${fmt(m.after.rss, 1)} (${fmt(m.after.anon, 1)}) | ${fmt(m.after.hwm, 1)} |${quiet} ${target} |`);
     }
   }
   L.push('');
@@ -585,7 +585,7 @@ async function main(): Promise<number> {
     for (const p of paths) await waitForPath(p.port, 5000);
 
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    for (const p of paths) for (const q of p.procs) mem.set(q.name, { idle: procMemory(q.pid ?? -1).rss, after: NaN, hwm: NaN, anon: NaN, quiet: NaN, quietAnon: NaN });
+    for (const p of paths) for (const q of p.procs) mem.set(q.name, { idle: procMemory(q.pid ?? -1).rss, after: MEMORY_NOT_READ, quiet: MEMORY_NOT_READ });
 
     log('warm-up (untimed): 64 MiB and 200 round trips per path');
     for (const p of paths) {
@@ -596,27 +596,15 @@ async function main(): Promise<number> {
 
     await measureAll(paths, tests, results, failures);
 
+    const readAll = (into: 'after' | 'quiet'): void => {
+      for (const p of paths) for (const q of p.procs) mem.get(q.name)![into] = procMemory(q.pid ?? -1);
+    };
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    for (const p of paths) {
-      for (const q of p.procs) {
-        const m = mem.get(q.name)!;
-        const after = procMemory(q.pid ?? -1);
-        m.after = after.rss;
-        m.hwm = after.hwm;
-        m.anon = after.anon;
-      }
-    }
+    readAll('after');
     if (QUIET_S > 0) {
       log(`waiting ${QUIET_S} s without traffic, then reading RSS again`);
       await new Promise((r) => setTimeout(r, QUIET_S * 1000));
-      for (const p of paths) {
-        for (const q of p.procs) {
-          const m = mem.get(q.name)!;
-          const quiet = procMemory(q.pid ?? -1);
-          m.quiet = quiet.rss;
-          m.quietAnon = quiet.anon;
-        }
-      }
+      readAll('quiet');
     }
     // Where each router's memory sits now (kill -USR2 → "memory figures", docs/memory.md).
     for (const [name, r] of o.routers) {

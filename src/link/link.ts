@@ -23,7 +23,7 @@ import type { KeyStore } from '../keys/types.js';
 import { signExporterProof, verifyExporterProof } from '../keys/proof.js';
 import type { Logger } from '../log/index.js';
 import {
-  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, allocWithHeadroom, bytes, decodeControl, encodeControl, num, str, withHeader, writeHeader,
+  CloseCode, FrameDecoder, FrameFlags, FrameType, HEADER_BYTES, bytes, decodeControl, encodeControl, joinWithHeadroom, num, str, withHeader, writeHeader,
   type CloseCodeValue, type FrameHandler,
 } from '../wire/index.js';
 import { identityOf } from './trust.js';
@@ -185,10 +185,7 @@ export class Link extends EventEmitter implements FrameHandler {
   onDataPieces(flags: number, circuitId: number, pieces: Buffer[], length: number): void {
     const h = this.circuitPiecesHandler;
     if (h !== undefined && circuitId !== 0 && this.state === 'up') return h(flags, circuitId, pieces, length);
-    const body = allocWithHeadroom(length);
-    let off = 0;
-    for (const p of pieces) off += p.copy(body, off);
-    this.onFrame(FrameType.DATA, flags, circuitId, body);
+    this.onFrame(FrameType.DATA, flags, circuitId, joinWithHeadroom(pieces, length));
   }
 
   onFrame(type: number, flags: number, circuitId: number, body: Buffer): void {

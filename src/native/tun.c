@@ -1,9 +1,10 @@
 /*
  * tun.c: the only native code ztedge owns. It opens a Linux TUN device,
  * reads packets with a libuv poll handle and writes packets back; it also
- * gives the router two memory calls libc has and Node lacks. Every decision (names, batching policy, counters, errors
- * to show) is taken in TypeScript, in src/tun/linux.ts, which is the only
- * caller.
+ * gives the router two memory calls libc has and Node lacks. Every
+ * decision (names, batching policy, counters, errors to show) is taken in
+ * TypeScript: src/tun/linux.ts for the device, src/router/memory.ts and
+ * file-pages.ts for the memory calls.
  *
  *   kernel tun queue --read(2)--> [this file] --one Buffer per packet--> src/tun/linux.ts
  *   src/tun/linux.ts --write(2)/writev(2), one packet per call--> kernel

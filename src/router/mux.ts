@@ -22,7 +22,7 @@
  * transit pipe gets it copied once, with headroom for the next hop's header.
  */
 import type { Duplex } from 'node:stream';
-import { CloseCode, FrameFlags, FrameType, allocWithHeadroom, decodeControl, decodeCredit, encodeCredit, num, str } from '../wire/index.js';
+import { CloseCode, FrameFlags, FrameType, decodeControl, joinWithHeadroom, decodeCredit, encodeCredit, num, str } from '../wire/index.js';
 import type { Link } from '../link/index.js';
 
 /**
@@ -192,12 +192,8 @@ export class LinkMux {
   private onDataPieces(flags: number, circuitId: number, pieces: Buffer[], length: number): void {
     const c = this.circuits.get(circuitId);
     if (c === undefined) return; // late data after a reset: drop
-    if (c.inMemory) {
-      const body = allocWithHeadroom(length);
-      let off = 0;
-      for (const p of pieces) off += p.copy(body, off);
-      this.deliver(c, body);
-    } else if (!c.closed && !c.socket.destroyed) {
+    if (c.inMemory) this.deliver(c, joinWithHeadroom(pieces, length));
+    else if (!c.closed && !c.socket.destroyed) {
       const s = c.socket;
       s.cork();
       let below = true;

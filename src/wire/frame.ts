@@ -136,6 +136,14 @@ export function allocWithHeadroom(n: number): Buffer {
   return whole.subarray(HEADER_BYTES);
 }
 
+/** The pieces of a body (FrameHandler.onDataPieces) copied into one owned body with frame headroom. */
+export function joinWithHeadroom(pieces: readonly Buffer[], length: number): Buffer {
+  const body = allocWithHeadroom(length);
+  let off = 0;
+  for (const p of pieces) off += p.copy(body, off);
+  return body;
+}
+
 /**
  * The frame `header + body` as one buffer, written in the body's headroom
  * when it has registered headroom (made by {@link allocWithHeadroom}, and
