@@ -152,7 +152,7 @@ export const routerCommand: Command = {
     const releaser = trim === undefined ? undefined : new MemoryReleaser({
       trim,
       unmapFilePages: unmap === undefined ? undefined : () => unmapIdleFilePages(unmap),
-      onRelease: ({ rssBeforeBytes, rssAfterBytes, waitMs }) => memLog.debug({ rssBefore: mibOf(rssBeforeBytes), rssAfter: mibOf(rssAfterBytes), waitMs }, 'memory released'),
+      onRelease: ({ rssBeforeBytes, rssAfterBytes, waitMs, full }) => memLog.debug({ rssBefore: mibOf(rssBeforeBytes), rssAfter: mibOf(rssAfterBytes), waitMs, fullGc: full }, 'memory released'),
     });
     releaser?.start();
     const stopMemoryReport = reportMemoryOnSignal(log, releaser, () => router.linkCircuitCount());

@@ -17,10 +17,12 @@
  * RssAnon grew back within 30 s of a release (up to 12 s), so bursty traffic
  * soon stops paying for pages given back and faulted in again (measured on
  * this 2-core VM: bursts 2 s apart with a release in each gap cost 20–30 %
- * more CPU per Gbit). And never a full (mark-compact) GC: after one, V8
- * sizes the old generation from what is live and --initial-old-space-size
- * stops holding off the full-GC storms (src/router/node-flags.ts): a full
- * GC in each gap cost 20 % CPU per Gbit.
+ * more CPU per Gbit). A full GC at most once per quiet spell, after 20 s
+ * of it, and only while 4 MiB or more of Buffers are still held: those
+ * reached the old generation before they died, and no scavenge frees them
+ * (after long bursty loads, 22–26 MiB of them). A full GC in every gap of
+ * bursts 2 s apart cost 20 % CPU per Gbit; once per spell of 20 s, nothing
+ * measurable (docs/memory.md).
  *
  * With the trim, the node binary's file pages the router stopped touching
  * are unmapped (file-pages.ts): VmRSS then counts what a quiet router uses.
@@ -167,10 +169,23 @@ export interface MemoryReleaserOptions {
    * the growth threshold.
    */
   maxUnproductiveFollowUps?: number;
+  /**
+   * A full (mark-compact) GC; default: V8's. Run at most once per quiet
+   * spell, after `deepQuietMs`, when `arrayBufferBytes` is still at least
+   * `deepAboveBytes`: Buffers that reached the old generation before they
+   * died, which scavenges never free.
+   */
+  fullGc?: () => void;
+  /** Bytes of ArrayBuffers (Buffers) alive or not yet collected; default process.memoryUsage().arrayBuffers. */
+  arrayBufferBytes?: () => number;
+  /** Quiet this long, uninterrupted, before the full GC. Default 20 s. */
+  deepQuietMs?: number;
+  /** …and only when this many bytes of ArrayBuffers are still held. Default 4 MiB (a quiet router's live Buffers are well under 1 MiB). */
+  deepAboveBytes?: number;
   /** Unmaps clean file pages not touched since (file-pages.ts); run with each trim when given. */
   unmapFilePages?: () => unknown;
-  /** Told after each release: RSS before the scavenge and after the trim (bytes), and the wait now in force. */
-  onRelease?: (info: { rssBeforeBytes: number; rssAfterBytes: number; waitMs: number }) => void;
+  /** Told after each release: RSS before the GC and after the trim (bytes), the wait now in force, and whether the GC was the full one. */
+  onRelease?: (info: { rssBeforeBytes: number; rssAfterBytes: number; waitMs: number; full: boolean }) => void;
 }
 
 /** What {@link MemoryReleaser.check} did on one tick. */
@@ -209,13 +224,21 @@ export class MemoryReleaser {
   private unproductive = 0;
 
   private quietSinceMs: number | undefined;
+  /** Start of the quiet spell under way (not reset by releases), and whether its full GC ran. */
+  private spellSinceMs: number | undefined;
+  private deepDone = false;
   /** When the last release after traffic was done; cleared once traffic came back. */
   private releasedAtMs: number | undefined;
   /** RSS and RssAnon when the release under way began. */
   private rssAtCollectBytes = 0;
+  private fullAtCollect = false;
   private anonAtCollectBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly gc: () => void;
+  private readonly fullGc: () => void;
+  private readonly arrayBufferBytes: () => number;
+  private readonly deepQuietMs: number;
+  private readonly deepAboveBytes: number;
   private readonly rssBytes: () => number;
   private readonly anonBytes: () => number;
   private readonly busyRatio: () => number;
@@ -231,6 +254,10 @@ export class MemoryReleaser {
 
   constructor(private readonly opts: MemoryReleaserOptions) {
     this.gc = opts.gc ?? youngGc;
+    this.fullGc = opts.fullGc ?? fullGc;
+    this.arrayBufferBytes = opts.arrayBufferBytes ?? (() => process.memoryUsage().arrayBuffers);
+    this.deepQuietMs = opts.deepQuietMs ?? 20_000;
+    this.deepAboveBytes = opts.deepAboveBytes ?? 4 * MiB;
     this.rssBytes = opts.rssBytes ?? process.memoryUsage.rss;
     this.anonBytes = opts.anonBytes ?? (opts.rssBytes !== undefined ? opts.rssBytes : anonOrRssBytes);
     this.busyRatio = opts.busyRatio ?? cpuRatio();
@@ -290,15 +317,25 @@ export class MemoryReleaser {
         this.followUpWaitMs = this.maxQuietForMs;
       }
       this.followUp = this.unproductive <= this.maxUnproductiveFollowUps;
-      this.opts.onRelease?.({ rssBeforeBytes: this.rssAtCollectBytes, rssAfterBytes: this.rssBytes(), waitMs: this.waitMs });
+      this.opts.onRelease?.({ rssBeforeBytes: this.rssAtCollectBytes, rssAfterBytes: this.rssBytes(), waitMs: this.waitMs, full: this.fullAtCollect });
       return 'trimmed';
     }
     if (this.releasedAtMs !== undefined) this.judgeLastRelease(now);
     if (busy >= this.quietBelow) {
       this.quietSinceMs = undefined;
+      this.spellSinceMs = undefined;
+      this.deepDone = false;
       return 'none';
     }
     this.quietSinceMs ??= now;
+    this.spellSinceMs ??= now;
+    if (!this.deepDone && now - this.spellSinceMs >= this.deepQuietMs) {
+      this.deepDone = true;
+      if (this.arrayBufferBytes() >= this.deepAboveBytes) {
+        this.quietSinceMs = undefined;
+        return this.collect(this.fullGc);
+      }
+    }
     // A follow-up continues a quiet spell that already paid off: it need not wait the backed-off time.
     if (now - this.quietSinceMs < (this.followUp ? this.followUpWaitMs : this.waitMs)) return 'none';
     if (!this.followUp && this.anonBytes() - this.floorBytes < this.growthBytes) return 'none';
@@ -306,11 +343,12 @@ export class MemoryReleaser {
     return this.collect();
   }
 
-  /** Begins a release: the scavenge now, the trim on the next tick. */
-  private collect(): ReleaseStep {
+  /** Begins a release: the scavenge (or the full GC) now, the trim on the next tick. */
+  private collect(gc = this.gc): ReleaseStep {
     this.rssAtCollectBytes = this.rssBytes();
+    this.fullAtCollect = gc === this.fullGc;
     this.anonAtCollectBytes = this.anonBytes();
-    this.gc();
+    gc();
     this.trimDue = true;
     return 'collected';
   }
@@ -355,7 +393,7 @@ function cpuRatio(): () => number {
   };
 }
 
-type V8Gc = (options: { type: 'minor' | 'major' }) => void;
+type V8Gc = (options?: { type: 'minor' | 'major' }) => void;
 let gcFn: V8Gc | undefined;
 
 /**
@@ -381,6 +419,17 @@ function v8Gc(): V8Gc {
  */
 export function youngGc(): void {
   v8Gc()({ type: 'minor' });
+}
+
+/**
+ * A full collection that frees what died in the old generation too, and
+ * the Buffers' memory with it. gc() without options: V8 11's
+ * `gc({ type: 'major' })` marks and compacts but left promoted ArrayBuffers
+ * held (measured: 16 MiB before and after), where the no-argument form
+ * (every available garbage, as before a heap snapshot) frees them at once.
+ */
+export function fullGc(): void {
+  v8Gc()();
 }
 
 /**

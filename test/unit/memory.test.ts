@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { MemoryReleaser, findAddonFunction, memoryFigures, readProcStatus, reportMemoryOnSignal, youngGc } from '../../src/router/memory.js';
+import { MemoryReleaser, findAddonFunction, fullGc, memoryFigures, readProcStatus, reportMemoryOnSignal, youngGc } from '../../src/router/memory.js';
 import { ROUTER_ENV, ROUTER_NODE_FLAGS } from '../../src/router/node-flags.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -54,6 +54,8 @@ function fakeReleaser() {
   const state = { rss: 60 * MiB, busy: 0, now: 0, calls: [] as string[] };
   const r = new MemoryReleaser({
     gc: () => { state.calls.push('gc'); },
+    fullGc: () => { state.calls.push('fullGc'); },
+    arrayBufferBytes: () => 0,
     trim: () => { state.calls.push('trim'); state.rss -= 20 * MiB; },
     rssBytes: () => state.rss,
     busyRatio: () => state.busy,
@@ -83,6 +85,7 @@ test('releaser: a release that freed 2 MiB or more is followed by another after 
   const state = { rss: 50 * MiB, busy: 0, now: 0 };
   const r = new MemoryReleaser({
     gc: () => undefined,
+    arrayBufferBytes: () => 0,
     trim: () => { state.rss -= freeable.shift() ?? 0; },
     rssBytes: () => state.rss,
     busyRatio: () => state.busy,
@@ -143,6 +146,7 @@ test('releaser: what a release freed is judged on RssAnon: unmapped file pages t
   const state = { file: 40 * MiB, anon: 30 * MiB, busy: 0, now: 0 };
   const r = new MemoryReleaser({
     gc: () => undefined,
+    arrayBufferBytes: () => 0,
     trim: () => { state.anon -= MiB / 2; },
     unmapFilePages: () => { state.file -= 10 * MiB; },
     rssBytes: () => state.file + state.anon,
@@ -166,6 +170,7 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
   const state = { rss: 60 * MiB, busy: 0, now: 0, calls: [] as string[], released: [] as Array<{ rssBeforeBytes: number; rssAfterBytes: number; waitMs: number }> };
   const r = new MemoryReleaser({
     gc: () => { state.calls.push('gc'); },
+    arrayBufferBytes: () => 0,
     trim: () => { state.calls.push('trim'); state.rss -= 20 * MiB; },
     unmapFilePages: () => { state.calls.push('unmap'); },
     onRelease: (info) => { state.released.push(info); },
@@ -190,7 +195,7 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
   assert.equal(r.waitMs, 3000);
   burst();
   assert.equal(quietUntilRelease(), 4, 'first quiet tick starts the count; released 3 s later');
-  assert.deepEqual(state.released.at(-1), { rssBeforeBytes: 70 * MiB, rssAfterBytes: 50 * MiB, waitMs: 3000 });
+  assert.deepEqual(state.released.at(-1), { rssBeforeBytes: 70 * MiB, rssAfterBytes: 50 * MiB, waitMs: 3000, full: false });
   burst();
   assert.equal(r.waitMs, 6000, 'RSS grown back within 30 s of the release: wait twice as long');
   assert.equal(quietUntilRelease(), 7);
@@ -213,6 +218,58 @@ test('releaser: waits 3 s by default; RSS grown back soon after a release double
   assert.equal(state.calls.filter((c) => c === 'unmap').length, r.releases);
   assert.equal(state.released.length, r.releases, 'told of every release, the start-up one too');
   r.stop();
+});
+
+test('releaser: one full GC per quiet spell, after 20 s of quiet, while 4 MiB or more of ArrayBuffers are still held', () => {
+  const state = { ab: 10 * MiB, busy: 0, now: 0, calls: [] as string[], full: [] as boolean[] };
+  const r = new MemoryReleaser({
+    onRelease: ({ full }) => { state.full.push(full); },
+    gc: () => { state.calls.push('gc'); },
+    fullGc: () => { state.calls.push('fullGc'); state.ab = MiB / 2; },
+    arrayBufferBytes: () => state.ab,
+    trim: () => { state.calls.push('trim'); },
+    rssBytes: () => 40 * MiB,
+    busyRatio: () => state.busy,
+    nowMs: () => state.now,
+    checkEveryMs: 60_000,
+    maxUnproductiveFollowUps: 0,
+  });
+  const tick = (busy: number): string => { state.busy = busy; state.now += 1000; return r.check(); };
+  r.start();
+  r.check();
+  r.check(); // start-up release
+  const steps: string[] = [];
+  for (let i = 1; i <= 80; i++) { const step = tick(0.01); if (step !== 'none') steps.push(`${i}:${step}`); }
+  assert.deepEqual(steps, ['21:collected', '22:trimmed'], 'the spell began on the first quiet tick; 20 s later the full GC, then the trim');
+  assert.deepEqual(state.calls, ['gc', 'trim', 'fullGc', 'trim'], 'once per spell, however long it lasts');
+  assert.deepEqual(state.full, [false, true], 'the release is told it began with the full GC');
+  // Traffic ends the spell; the next one gets its own full GC, but only while Buffers are still held.
+  tick(0.6);
+  state.ab = 3 * MiB;
+  for (let i = 0; i < 40; i++) assert.equal(tick(0.01), 'none', 'under 4 MiB held: no full GC');
+  tick(0.6);
+  state.ab = 12 * MiB;
+  for (let i = 0; i < 20; i++) assert.equal(tick(0.01), 'none');
+  assert.equal(tick(0.01), 'collected');
+  assert.equal(tick(0.01), 'trimmed');
+  assert.equal(state.calls.filter((c) => c === 'fullGc').length, 2);
+  r.stop();
+});
+
+test('fullGc frees Buffers that reached the old generation before they died, which a scavenge leaves', () => {
+  fullGc();
+  const before = process.memoryUsage().arrayBuffers;
+  let held: Buffer[] | undefined = [];
+  for (let i = 0; i < 64; i++) held.push(Buffer.allocUnsafeSlow(256 * 1024).fill(i));
+  for (let i = 0; i < 3; i++) youngGc(); // survived scavenges: promoted
+  held = undefined;
+  youngGc();
+  youngGc();
+  const afterScavenges = process.memoryUsage().arrayBuffers;
+  assert.ok(afterScavenges - before >= 15 * MiB, `promoted Buffers outlive scavenges (${((afterScavenges - before) / MiB).toFixed(1)} MiB held)`);
+  fullGc();
+  assert.ok(process.memoryUsage().arrayBuffers < before + 4 * MiB, 'the full GC freed them');
+  assert.equal(held, undefined);
 });
 
 test('releaser: stop() drops a trim still due', () => {
