@@ -8,7 +8,15 @@
  *   - the receiver grants CREDIT as it hands data to its local socket while
  *     that socket is below its high-water mark, in batches of ≥ 1/4 window;
  *   - a sender out of credit pauses its local socket: a slow consumer slows
- *     its own circuit only, never the link or its other circuits.
+ *     its own circuit only, never the link or its other circuits;
+ *   - the window grows (doubling, up to MAX_WINDOW_BYTES and a budget per
+ *     link) when the sender reports, with the BLOCKED flag on a DATA frame,
+ *     that it used its last credit while our socket kept up: the grants
+ *     took longer to reach it than the window took to send, as on a long
+ *     hop. It falls back to the initial window as soon as our socket falls
+ *     behind (the excess is withheld from later grants). Both ends offer
+ *     this in DIAL / DIAL_OK (`maxWindow`); with a peer that does not, the
+ *     window stays fixed and BLOCKED is never sent.
  * Link backpressure (TLS socket buffer full) pauses every local source on the
  * link until 'drain'. Memory per circuit is bounded by window + socket buffer.
  *
@@ -31,6 +39,14 @@ import type { Link } from '../link/index.js';
  * (docs/memory.md).
  */
 export const DEFAULT_WINDOW_BYTES = 256 * 1024;
+/**
+ * Largest window a circuit grows to: one circuit moves up to ~560 Mbit/s
+ * over a 30 ms hop (256 KiB alone: ~70 Mbit/s). Also the most credit we
+ * accept from a peer that offered growth.
+ */
+export const MAX_WINDOW_BYTES = 2 * 1024 * 1024;
+/** Growth beyond the initial window, summed over one link's circuits: bounds what stalled grown circuits can hold. */
+export const LINK_GROWTH_BUDGET_BYTES = 4 * 1024 * 1024;
 /**
  * Largest DATA body sent; larger socket reads are cut into views of this size.
  * 16 KiB − 12 (a frame per TLS record: no copy in the decoder) cut the peak
@@ -84,6 +100,10 @@ export type DialHandler = (req: DialRequest, accept: (socket: Socket) => void, r
 class Circuit {
   /** Bytes we may still send before the peer grants more. */
   sendCredit: number;
+  /** Our receive window now: the initial one, or grown (see the flow-control notes above). */
+  window: number;
+  /** Credit still to be withheld since the window shrank back. */
+  debt = 0;
   /** Bytes handed to our socket since the last grant. */
   ungranted = 0;
   /** Data received while our socket was over its high-water mark: granted on 'drain'. */
@@ -96,8 +116,13 @@ class Circuit {
   /** The local end is in memory (a transit pipe: the next hop's circuit), not a socket. */
   readonly inMemory: boolean;
 
-  constructor(readonly id: number, readonly socket: Socket, windowBytes: number) {
+  /**
+   * @param peerMaxWindow the window the peer offered to let ours grow to
+   *   (it accepts that much credit and understands BLOCKED); 0: fixed window.
+   */
+  constructor(readonly id: number, readonly socket: Socket, windowBytes: number, readonly peerMaxWindow: number) {
     this.sendCredit = windowBytes;
+    this.window = windowBytes;
     this.inMemory = (socket as { inMemory?: unknown }).inMemory === true;
   }
 }
@@ -108,6 +133,12 @@ export class LinkMux {
   private readonly dialing = new Map<number, { socket: Socket; onResult: (err: { code: number; reason: string } | undefined) => void }>();
   private nextId: number;
   private linkBlocked = false;
+  /** Sum over open circuits of window − windowBytes (LINK_GROWTH_BUDGET_BYTES caps it). */
+  private grownBytes = 0;
+  /** Most credit a peer may grant one circuit: its initial window ×4 (older peers' bound), or what we offer to grow to. */
+  private readonly maxCredit: number;
+  /** The maxWindow we offer in DIAL / DIAL_OK (0: none). */
+  private readonly offer: number;
   /** Link-level ANNOUNCE frames (circuit 0), for the router's route table. `body` is borrowed. */
   onAnnounce: (body: Buffer) => void = () => undefined;
   private readonly grantThreshold: number;
@@ -117,9 +148,13 @@ export class LinkMux {
     role: 'dialer' | 'listener',
     private readonly onDial: DialHandler,
     private readonly windowBytes = DEFAULT_WINDOW_BYTES,
+    /** What our windows may grow to; at or below windowBytes: fixed windows, nothing offered (as an older router). */
+    private readonly maxWindowBytes = MAX_WINDOW_BYTES,
   ) {
     this.nextId = role === 'dialer' ? 1 : 2;
     this.grantThreshold = Math.max(1, windowBytes >> 2);
+    this.maxCredit = Math.max(windowBytes * 4, maxWindowBytes);
+    this.offer = maxWindowBytes > windowBytes ? maxWindowBytes : 0;
     link.circuitHandler = (type, flags, circuitId, body) => this.onFrame(type, flags, circuitId, body);
     link.circuitPiecesHandler = (flags, circuitId, pieces, length) => this.onDataPieces(flags, circuitId, pieces, length);
     link.on('drain', () => this.onLinkDrain());
@@ -143,6 +178,7 @@ export class LinkMux {
     socket.on('error', ignore);
     this.dialing.set(id, { socket, onResult });
     const body: Record<string, unknown> = { service: req.service, identity: req.identity, dstAddress: req.dstAddress, dstPort: req.dstPort, window: this.windowBytes };
+    if (this.offer > 0) body.maxWindow = this.offer;
     if (req.protocol === 'udp') body.protocol = 'udp';
     this.link.sendControl(FrameType.DIAL, id, body);
     return id;
@@ -156,6 +192,7 @@ export class LinkMux {
       case FrameType.DATA:
         if (c === undefined) return; // late data after a reset: drop
         if (body.length > 0) this.deliver(c, body);
+        if ((flags & FrameFlags.BLOCKED) !== 0) this.grow(c);
         if ((flags & FrameFlags.FIN) !== 0) this.remoteEnd(c);
         return;
       case FrameType.CREDIT: {
@@ -174,7 +211,7 @@ export class LinkMux {
         if (circuitId === 0) return this.onAnnounce(body);
         return this.link.close(CloseCode.MALFORMED_BODY, 'ANNOUNCE on a circuit');
       case FrameType.DIAL: return this.onDialFrame(circuitId, body);
-      case FrameType.DIAL_OK: return this.onDialResult(circuitId, undefined);
+      case FrameType.DIAL_OK: return this.onDialResult(circuitId, undefined, peerMaxWindow(decodeControl(body)));
       case FrameType.DIAL_FAIL: {
         const m = decodeControl(body);
         return this.onDialResult(circuitId, { code: (m && num(m, 'code')) ?? CircuitError.REFUSED, reason: (m && str(m, 'reason')) ?? 'refused' });
@@ -196,11 +233,13 @@ export class LinkMux {
     else if (!c.closed && !c.socket.destroyed) {
       const s = c.socket;
       s.cork();
-      let below = true;
-      for (const p of pieces) below = s.write(p);
+      for (const p of pieces) s.write(p);
       s.uncork();
-      this.account(c, below, length);
+      // Judged once uncorked: a corked 64 KiB reads as over the high-water mark even when the
+      // socket takes it at once, which would hold every grant back until 'drain'.
+      this.account(c, s.writableLength < s.writableHighWaterMark, length);
     }
+    if ((flags & FrameFlags.BLOCKED) !== 0) this.grow(c);
     if ((flags & FrameFlags.FIN) !== 0) this.remoteEnd(c);
   }
 
@@ -216,6 +255,7 @@ export class LinkMux {
     if (proto !== undefined && proto !== 'tcp' && proto !== 'udp') return this.refuse(id, CircuitError.PROTOCOL, 'unknown circuit protocol');
     const req: DialRequest = { service, identity, dstAddress, dstPort };
     if (proto === 'udp') req.protocol = 'udp';
+    const peerMax = peerMaxWindow(m);
     let answered = false;
     this.onDial(
       req,
@@ -223,8 +263,8 @@ export class LinkMux {
         if (answered) return;
         answered = true;
         if (!this.link.isUp) { socket.destroy(); return; }
-        this.link.sendControl(FrameType.DIAL_OK, id, {});
-        this.attach(id, socket);
+        this.link.sendControl(FrameType.DIAL_OK, id, this.offer > 0 ? { maxWindow: this.offer } : {});
+        this.attach(id, socket, peerMax);
       },
       (code, reason) => {
         if (answered) return;
@@ -238,7 +278,7 @@ export class LinkMux {
     this.link.sendControl(FrameType.DIAL_FAIL, id, { code, reason });
   }
 
-  private onDialResult(id: number, err: { code: number; reason: string } | undefined): void {
+  private onDialResult(id: number, err: { code: number; reason: string } | undefined, peerMax = 0): void {
     const d = this.dialing.get(id);
     if (d === undefined) return;
     this.dialing.delete(id);
@@ -247,14 +287,14 @@ export class LinkMux {
       d.onResult(err);
       return;
     }
-    this.attach(id, d.socket);
+    this.attach(id, d.socket, peerMax);
     d.onResult(undefined);
   }
 
   // ---- circuit plumbing -----------------------------------------------------
 
-  private attach(id: number, socket: Socket): void {
-    const c = new Circuit(id, socket, this.windowBytes);
+  private attach(id: number, socket: Socket, peerMax: number): void {
+    const c = new Circuit(id, socket, this.windowBytes, peerMax);
     this.circuits.set(id, c);
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.send(c, chunk));
@@ -285,7 +325,9 @@ export class LinkMux {
         return;
       }
       c.sendCredit -= n;
-      const ok = this.link.sendData(c.id, off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+      // Our last credit: tell a peer that can grow our window that it held us up.
+      const flags = c.sendCredit === 0 && c.peerMaxWindow > 0 && this.offer > 0 ? FrameFlags.BLOCKED : 0;
+      const ok = this.link.sendFrame(FrameType.DATA, flags, c.id, off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
       off += n;
       if (!ok) this.blockLink();
     }
@@ -293,7 +335,7 @@ export class LinkMux {
 
   private addCredit(c: Circuit, n: number): void {
     c.sendCredit += n;
-    if (c.sendCredit > this.windowBytes * 4) return this.link.close(CloseCode.FLOW_CONTROL, 'peer granted more credit than the window');
+    if (c.sendCredit > this.maxCredit) return this.link.close(CloseCode.FLOW_CONTROL, 'peer granted more credit than the window');
     const pending = c.pending;
     if (pending !== undefined) {
       c.pending = undefined;
@@ -317,20 +359,60 @@ export class LinkMux {
   private account(c: Circuit, below: boolean, n: number): void {
     if (below && c.heldBack === 0) {
       c.ungranted += n;
-      if (c.ungranted >= this.grantThreshold) {
-        this.link.sendFrame(FrameType.CREDIT, 0, c.id, encodeCredit(c.ungranted));
+      // A quarter of the window per grant (a grown window: fewer, larger grants).
+      if (c.ungranted >= (c.window === this.windowBytes ? this.grantThreshold : c.window >> 2)) {
+        this.grant(c, c.ungranted);
         c.ungranted = 0;
       }
     } else {
       c.heldBack += n;
+      // Our socket fell behind: back to the initial window, so a stalled circuit holds no more than that for long.
+      if (c.window > this.windowBytes) {
+        const excess = c.window - this.windowBytes;
+        this.ungrow(c);
+        c.debt += excess;
+      }
     }
+  }
+
+  /** Grants `n` bytes of credit, less what a shrunk window still withholds. */
+  private grant(c: Circuit, n: number): void {
+    if (c.debt > 0) {
+      const withheld = Math.min(c.debt, n);
+      c.debt -= withheld;
+      n -= withheld;
+    }
+    if (n > 0) this.link.sendFrame(FrameType.CREDIT, 0, c.id, encodeCredit(n));
+  }
+
+  /**
+   * The peer used its last credit (BLOCKED): double our window, within the
+   * peer's offer, MAX_WINDOW_BYTES and the link's budget, and grant the
+   * difference at once. Not while our socket is behind: then the window was
+   * not what held the sender up.
+   */
+  private grow(c: Circuit): void {
+    if (c.peerMaxWindow === 0 || this.offer === 0 || c.closed || c.heldBack > 0) return;
+    const extra = Math.min(c.window, Math.min(this.offer, c.peerMaxWindow) - c.window, LINK_GROWTH_BUDGET_BYTES - this.grownBytes);
+    if (extra <= 0) return;
+    c.window += extra;
+    this.grownBytes += extra;
+    const n = c.ungranted + extra;
+    c.ungranted = 0;
+    this.grant(c, n);
+  }
+
+  /** Back to the initial window; the link's growth budget gets the excess back. */
+  private ungrow(c: Circuit): void {
+    this.grownBytes -= c.window - this.windowBytes;
+    c.window = this.windowBytes;
   }
 
   private grantHeldBack(c: Circuit): void {
     const n = c.ungranted + c.heldBack;
     c.ungranted = 0;
     c.heldBack = 0;
-    if (n > 0 && !c.closed) this.link.sendFrame(FrameType.CREDIT, 0, c.id, encodeCredit(n));
+    if (n > 0 && !c.closed) this.grant(c, n);
   }
 
   private remoteEnd(c: Circuit): void {
@@ -341,7 +423,10 @@ export class LinkMux {
 
   /** Forgets a circuit once both directions ended and nothing of ours waits to be sent. */
   private maybeFinished(c: Circuit): void {
-    if (c.localEnded && c.remoteEnded && c.pending === undefined) this.circuits.delete(c.id);
+    if (c.localEnded && c.remoteEnded && c.pending === undefined) {
+      this.circuits.delete(c.id);
+      this.ungrow(c);
+    }
   }
 
   /** Ends a circuit; `tellPeer` sends RESET unless both sides had finished cleanly. */
@@ -350,6 +435,7 @@ export class LinkMux {
     c.closed = true;
     const clean = c.localEnded && c.remoteEnded;
     this.circuits.delete(c.id);
+    this.ungrow(c);
     if (tellPeer && !clean && this.link.isUp) {
       // A local end destroyed with a CircuitEnd (revocation, policy expiry) tells the peer why.
       const why = c.socket.errored;
@@ -389,4 +475,10 @@ export class LinkMux {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The `maxWindow` a peer offered in DIAL / DIAL_OK (a whole number of bytes), else 0: an older peer, no growth and no BLOCKED. */
+function peerMaxWindow(m: Record<string, unknown> | undefined): number {
+  const v = m === undefined ? undefined : num(m, 'maxWindow');
+  return v !== undefined && Number.isInteger(v) && v > 0 && v <= 0xffffffff ? v : 0;
+}
 function ignore(): void { /* see callers */ }

@@ -63,8 +63,15 @@ const KNOWN_TYPES: readonly boolean[] = (() => {
 export const FrameFlags = {
   /** DATA: the sender will send no more data on this circuit after this frame. */
   FIN: 0x0001,
+  /**
+   * DATA: this frame used the sender's last credit (it had to stop). Sent
+   * only to a peer that offered a growing window for the circuit
+   * (`maxWindow` in DIAL / DIAL_OK): older routers close a link on flags
+   * they do not know.
+   */
+  BLOCKED: 0x0002,
 } as const;
-const KNOWN_FLAGS = FrameFlags.FIN;
+const KNOWN_FLAGS = FrameFlags.FIN | FrameFlags.BLOCKED;
 
 /** Link close codes, sent in CLOSE frames and reported locally. Wire constants. */
 export const CloseCode = {

@@ -46,7 +46,7 @@ function naiveDecode(stream: Buffer, max: number): { frames: Seen[]; error?: Clo
     const circuitId = stream.readUInt32BE(off + 4); const len = stream.readUInt32BE(off + 8);
     if (version !== 1) return { frames, error: CloseCode.PROTOCOL_VERSION };
     if (!(Object.values(FrameType) as number[]).includes(type)) return { frames, error: CloseCode.UNKNOWN_TYPE };
-    if ((flags & ~FrameFlags.FIN) !== 0) return { frames, error: CloseCode.BAD_FLAGS };
+    if ((flags & ~(FrameFlags.FIN | FrameFlags.BLOCKED)) !== 0) return { frames, error: CloseCode.BAD_FLAGS };
     if (len > max) return { frames, error: CloseCode.FRAME_TOO_LARGE };
     if (stream.length - off - 12 < len) break;
     frames.push({ type, flags, circuitId, body: Buffer.from(stream.subarray(off + 12, off + 12 + len)) });
@@ -58,6 +58,7 @@ function naiveDecode(stream: Buffer, max: number): { frames: Seen[]; error?: Clo
 test('header byte vector: version, type, flags, circuit, length are big-endian at fixed offsets', () => {
   const h = header(FrameType.DATA, FrameFlags.FIN, 0x01020304, 0x0a0b0c0d);
   assert.equal(h.toString('hex'), '0113' + '0001' + '01020304' + '0a0b0c0d');
+  assert.equal(header(FrameType.DATA, FrameFlags.BLOCKED, 1, 0).toString('hex'), '0113' + '0002' + '00000001' + '00000000');
   assert.equal(HEADER_BYTES, 12);
   const f = encodeFrame(FrameType.PING, 0, 0, Buffer.from('abc'));
   assert.equal(f.toString('hex'), '01030000' + '00000000' + '00000003' + '616263');
@@ -169,6 +170,7 @@ test('hostile frames close the link with the right code and stop decoding', () =
     [Buffer.from('02130000000000010000000000', 'hex'), CloseCode.PROTOCOL_VERSION],
     [Buffer.from('01ff0000000000010000000000', 'hex'), CloseCode.UNKNOWN_TYPE],
     [Buffer.from('01138000000000010000000000', 'hex'), CloseCode.BAD_FLAGS],
+    [Buffer.from('01130004000000010000000000', 'hex'), CloseCode.BAD_FLAGS],
     [Buffer.from('011300000000000100100001', 'hex'), CloseCode.FRAME_TOO_LARGE],
     [Buffer.from('0113000000000001ffffffff', 'hex'), CloseCode.FRAME_TOO_LARGE],
   ];
