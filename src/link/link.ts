@@ -284,6 +284,7 @@ export class Link extends EventEmitter implements FrameHandler {
     this.timer.unref();
     this.log.info({ peerId }, 'link up');
     this.emit('up', peerId);
+    this.sendPing(Date.now()); // rttMs from the start: circuit windows grow by it (router/mux.ts)
   }
 
   /** The link's one coarse timer: dead-peer detection and keepalive. */
@@ -294,6 +295,11 @@ export class Link extends EventEmitter implements FrameHandler {
       this.socket.destroy();
       return;
     }
+    this.sendPing(now);
+  }
+
+  private sendPing(now: number): void {
+    if (this.state !== 'up') return;
     const ping = Buffer.allocUnsafe(8);
     ping.writeBigUInt64BE(BigInt(now), 0);
     this.sendFrame(FrameType.PING, 0, 0, ping);

@@ -45,6 +45,14 @@ export const DEFAULT_WINDOW_BYTES = 256 * 1024;
  * accept from a peer that offered growth.
  */
 export const MAX_WINDOW_BYTES = 2 * 1024 * 1024;
+/**
+ * Windows grow only up to what this rate needs over the link's measured
+ * round trip (Link.rttMs): 1 Gbit/s, in bytes per ms. On a LAN or loopback
+ * (RTT ≤ 2 ms) 256 KiB already carries that, and a BLOCKED there comes from
+ * a scheduling pause, not the window: growing would only hold more data in
+ * flight (bench/link read 84–92 MiB peaks with growth on loopback).
+ */
+const GROWTH_RATE_BYTES_PER_MS = 125_000;
 /** Growth beyond the initial window, summed over one link's circuits: bounds what stalled grown circuits can hold. */
 export const LINK_GROWTH_BUDGET_BYTES = 4 * 1024 * 1024;
 /**
@@ -393,6 +401,7 @@ export class LinkMux {
    */
   private grow(c: Circuit): void {
     if (c.peerMaxWindow === 0 || this.offer === 0 || c.closed || c.heldBack > 0) return;
+    if (this.link.rttMs * GROWTH_RATE_BYTES_PER_MS <= c.window) return;
     const extra = Math.min(c.window, Math.min(this.offer, c.peerMaxWindow) - c.window, LINK_GROWTH_BUDGET_BYTES - this.grownBytes);
     if (extra <= 0) return;
     c.window += extra;

@@ -23,6 +23,8 @@ interface Sent { type: number; flags: number; circuitId: number; body: Buffer }
 /** The part of Link that LinkMux uses, recording every frame it is asked to send. */
 class RecordingLink extends EventEmitter {
   isUp = true;
+  /** A long link (50 ms): windows may grow to 2 MiB (1 Gbit/s × 50 ms is more). */
+  rttMs = 50;
   sent: Sent[] = [];
   closedWith: { code: number; reason: string } | undefined;
   circuitHandler: (type: number, flags: number, circuitId: number, body: Buffer) => void = () => undefined;
@@ -117,6 +119,17 @@ test('mux window: growth stops at the peer\'s offer; an older peer (no offer) ge
     r.data(64 * KiB, FrameFlags.BLOCKED);
     assert.deepEqual(r.link.takeCredits(1), [64 * KiB], `maxWindow ${String(bad)} is no offer`);
   }
+});
+
+test('mux window: growth stops at what 1 Gbit/s needs over the link\'s round trip; none on a LAN (RTT ≤ 2 ms)', () => {
+  const lan = receiver(MAX_WINDOW_BYTES);
+  lan.link.rttMs = 2;
+  lan.data(64 * KiB, FrameFlags.BLOCKED);
+  assert.deepEqual(lan.link.takeCredits(1), [64 * KiB], '2 ms × 1 Gbit/s = 250 kB: 256 KiB is enough');
+  const wan = receiver(MAX_WINDOW_BYTES);
+  wan.link.rttMs = 5; // 625 kB
+  for (let i = 0; i < 4; i++) wan.data(0, FrameFlags.BLOCKED);
+  assert.deepEqual(wan.link.takeCredits(1), [W, 2 * W], '256 → 512 KiB → 1 MiB, then no more');
 });
 
 test('mux window: a mux made with fixed windows (maxWindowBytes = window) offers nothing and never grows', () => {
