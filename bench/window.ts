@@ -98,7 +98,7 @@ interface Result { delayMs: number; mode: 'fixed' | 'growing'; mbit: number; sec
 
 async function measure(pki: Pki, delayMs: number, maxWindow: number): Promise<Result> {
   const cas = parsePemBundle(pki.caBundlePem);
-  let sink = countingSink();
+  const sink = countingSink();
   const hub = tlsServer({ ...(await issueListener(pki, 'hub')), minVersion: 'TLSv1.3' }, (socket) => {
     const link = new Link(socket, 'listener', { id: 'hub' }, cas, DEFAULT_LINK_SETTINGS, log);
     new LinkMux(link, 'listener', (_req, accept) => accept(sink), DEFAULT_WINDOW_BYTES, maxWindow);
@@ -116,7 +116,6 @@ async function measure(pki: Pki, delayMs: number, maxWindow: number): Promise<Re
   try {
     const bytes = MIB * MiB;
     const source = new Duplex({ read() { /* pushed below */ }, write(_c, _e, cb) { cb(); } });
-    sink = countingSink();
     await new Promise<void>((resolve, reject) => mux.dial(source, { service: 'bench', identity: 'edge' }, (err) => (err === undefined ? resolve() : reject(new Error(err.reason)))));
     const chunk = Buffer.alloc(64 * 1024, 0x5a);
     const start = performance.now();

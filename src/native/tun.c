@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <net/if.h>
@@ -457,7 +458,6 @@ static napi_value malloc_trim_fn(napi_env env, napi_callback_info info) {
  * stay in the page cache; the next touch maps them again with a minor fault.
  * Never call it on a writable or copied-on-write mapping: DONTNEED would
  * throw their contents away. */
-#include <sys/mman.h>
 static napi_value unmap_file_pages(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;

@@ -333,7 +333,7 @@ export class MemoryReleaser {
       this.deepDone = true;
       if (this.arrayBufferBytes() >= this.deepAboveBytes) {
         this.quietSinceMs = undefined;
-        return this.collect(this.fullGc);
+        return this.collect(true);
       }
     }
     // A follow-up continues a quiet spell that already paid off: it need not wait the backed-off time.
@@ -344,11 +344,11 @@ export class MemoryReleaser {
   }
 
   /** Begins a release: the scavenge (or the full GC) now, the trim on the next tick. */
-  private collect(gc = this.gc): ReleaseStep {
+  private collect(full = false): ReleaseStep {
     this.rssAtCollectBytes = this.rssBytes();
-    this.fullAtCollect = gc === this.fullGc;
+    this.fullAtCollect = full;
     this.anonAtCollectBytes = this.anonBytes();
-    gc();
+    (full ? this.fullGc : this.gc)();
     this.trimDue = true;
     return 'collected';
   }
@@ -393,7 +393,7 @@ function cpuRatio(): () => number {
   };
 }
 
-type V8Gc = (options?: { type: 'minor' | 'major' }) => void;
+type V8Gc = (options?: { type: 'minor' }) => void;
 let gcFn: V8Gc | undefined;
 
 /**

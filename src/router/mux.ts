@@ -24,7 +24,7 @@
  * even ids, so both may open circuits without colliding (as in HTTP/2).
  *
  * Hot path: DATA bodies go from the link straight to socket.write and from
- * socket 'data' straight to link.sendData (subarray views, no copies, no
+ * socket 'data' straight to link.sendFrame (subarray views, no copies, no
  * per-frame promises or logging). A body that straddled TLS records reaches
  * a socket as the views of those records in one corked write; only a
  * transit pipe gets it copied once, with headroom for the next hop's header.
@@ -149,7 +149,6 @@ export class LinkMux {
   private readonly offer: number;
   /** Link-level ANNOUNCE frames (circuit 0), for the router's route table. `body` is borrowed. */
   onAnnounce: (body: Buffer) => void = () => undefined;
-  private readonly grantThreshold: number;
 
   constructor(
     readonly link: Link,
@@ -157,10 +156,9 @@ export class LinkMux {
     private readonly onDial: DialHandler,
     private readonly windowBytes = DEFAULT_WINDOW_BYTES,
     /** What our windows may grow to; at or below windowBytes: fixed windows, nothing offered (as an older router). */
-    private readonly maxWindowBytes = MAX_WINDOW_BYTES,
+    maxWindowBytes = MAX_WINDOW_BYTES,
   ) {
     this.nextId = role === 'dialer' ? 1 : 2;
-    this.grantThreshold = Math.max(1, windowBytes >> 2);
     this.maxCredit = Math.max(windowBytes * 4, maxWindowBytes);
     this.offer = maxWindowBytes > windowBytes ? maxWindowBytes : 0;
     link.circuitHandler = (type, flags, circuitId, body) => this.onFrame(type, flags, circuitId, body);
@@ -302,7 +300,8 @@ export class LinkMux {
   // ---- circuit plumbing -----------------------------------------------------
 
   private attach(id: number, socket: Socket, peerMax: number): void {
-    const c = new Circuit(id, socket, this.windowBytes, peerMax);
+    // Without an offer of ours the peer grows nothing either: the circuit keeps fixed windows.
+    const c = new Circuit(id, socket, this.windowBytes, this.offer > 0 ? peerMax : 0);
     this.circuits.set(id, c);
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.send(c, chunk));
@@ -334,7 +333,7 @@ export class LinkMux {
       }
       c.sendCredit -= n;
       // Our last credit: tell a peer that can grow our window that it held us up.
-      const flags = c.sendCredit === 0 && c.peerMaxWindow > 0 && this.offer > 0 ? FrameFlags.BLOCKED : 0;
+      const flags = c.sendCredit === 0 && c.peerMaxWindow > 0 ? FrameFlags.BLOCKED : 0;
       const ok = this.link.sendFrame(FrameType.DATA, flags, c.id, off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
       off += n;
       if (!ok) this.blockLink();
@@ -368,7 +367,7 @@ export class LinkMux {
     if (below && c.heldBack === 0) {
       c.ungranted += n;
       // A quarter of the window per grant (a grown window: fewer, larger grants).
-      if (c.ungranted >= (c.window === this.windowBytes ? this.grantThreshold : c.window >> 2)) {
+      if (c.ungranted >= Math.max(1, c.window >> 2)) {
         this.grant(c, c.ungranted);
         c.ungranted = 0;
       }
@@ -400,7 +399,7 @@ export class LinkMux {
    * not what held the sender up.
    */
   private grow(c: Circuit): void {
-    if (c.peerMaxWindow === 0 || this.offer === 0 || c.closed || c.heldBack > 0) return;
+    if (c.peerMaxWindow === 0 || c.closed || c.heldBack > 0) return;
     if (this.link.rttMs * GROWTH_RATE_BYTES_PER_MS <= c.window) return;
     const extra = Math.min(c.window, Math.min(this.offer, c.peerMaxWindow) - c.window, LINK_GROWTH_BUDGET_BYTES - this.grownBytes);
     if (extra <= 0) return;

@@ -33,9 +33,6 @@ class RecordingLink extends EventEmitter {
     this.sent.push({ type, flags, circuitId, body: Buffer.from(body) });
     return true;
   }
-  sendData(circuitId: number, payload: Buffer, fin = false): boolean {
-    return this.sendFrame(FrameType.DATA, fin ? FrameFlags.FIN : 0, circuitId, payload);
-  }
   sendControl(type: number, circuitId: number, message: object): boolean {
     return this.sendFrame(type, 0, circuitId, encodeControl(message));
   }
